@@ -14,4 +14,33 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tfmot works only with Keras 2 (tf_keras)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ info/warning lines
 
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow once with file descriptor 2 silenced.
+
+    TensorFlow's C++ runtime writes start-up lines (oneDNN, CUDA probes) straight to the process's
+    stderr before its logging is configured, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them; in a
+    notebook they show up as red stderr output (and fail a strict book build). Devices are listed
+    here, silenced, because the CUDA probe runs then. Python-level errors still raise as usual.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow
+
+        tensorflow.config.list_logical_devices()  # initialise devices now (it logs a CUDA probe)
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+_import_tensorflow_quietly()
+
 __version__ = "0.1.0"
