@@ -7,6 +7,11 @@ and quiets TensorFlow's start-up logging. Import it before TensorFlow:
 >>> import os
 >>> os.environ["TF_USE_LEGACY_KERAS"]
 '1'
+
+Modules, one responsibility each: `config` (FedConfig), `data` (datasets, partitions), `models`
+(2NN, CNN), `pruning` (masks, schedules, tfmot, structured pruning, FL pruning strategies),
+`client` (local updates), `server` (aggregation rules), `fedavg` (the round loop), `history`
+(per-round record), `compress` (payload encoders), `plots` (figures).
 """
 
 import os
@@ -44,3 +49,23 @@ def _import_tensorflow_quietly():
 _import_tensorflow_quietly()
 
 __version__ = "0.1.0"
+
+from prunefl_lite import (  # noqa: E402  (TensorFlow must be configured first)
+    client,
+    compress,
+    config,
+    data,
+    fedavg,
+    history,
+    models,
+    plots,
+    server,
+)
+from prunefl_lite.config import FedConfig  # noqa: E402
+from prunefl_lite.fedavg import run_fedavg  # noqa: E402
+from prunefl_lite.history import History  # noqa: E402
+
+__all__ = [
+    "FedConfig", "History", "run_fedavg", "client", "compress", "config", "data", "fedavg",
+    "history", "models", "plots", "server",
+]

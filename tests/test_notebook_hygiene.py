@@ -1,4 +1,4 @@
-"""Hygiene of the chapters: committed without outputs, python3 kernel, no pip cells, all in the toc."""
+"""Hygiene of the chapters: no stored outputs, python3 kernel, no pip cells, all in the toc."""
 
 import json
 import pathlib

@@ -1,0 +1,247 @@
+"""The FedAvg round loop: sample, broadcast, train locally, upload, aggregate, evaluate."""
+
+import json
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from prunefl_lite import compress
+from prunefl_lite.client import ClientTrainer, plan_local_steps
+from prunefl_lite.history import History
+from prunefl_lite.server import server_update, weighted_average
+
+__all__ = ["NoPruning", "run_fedavg", "weighted_average"]
+
+_TRAINERS = {}  # compiled trainers, reused by every run with the same architecture
+
+
+class NoPruning:
+    """Plain FedAvg, and the hooks a pruning strategy for `run_fedavg` overrides.
+
+    `run_fedavg` calls, in this order: `wrap_model` once per architecture; `start` once per
+    run; then each round `round_masks` (the masks clients train under, or None), `pruning_step`
+    (the global step a client's tfmot schedule starts from), `aggregate` on the accepted client
+    updates, and `finish_round` on the new global weights (e.g. to re-prune them).
+    """
+
+    masked = False  # True: clients train under the masks of `round_masks`
+
+    def model_key(self):
+        """What about the model this strategy changes (part of the compiled-trainer cache key)."""
+        return None
+
+    def wrap_model(self, model):
+        """Return the model the clients train (e.g. wrapped by tfmot); here unchanged."""
+        return model
+
+    def start(self, weights, config):
+        """Prepare a run; return the initial global weights."""
+        return weights
+
+    def round_masks(self, round_num, weights):
+        """Masks (True = keep; None for an unmasked array) clients train under, or None."""
+        return None
+
+    def pruning_step(self, round_num):
+        """Global step at which the clients' tfmot pruning step counters start this round."""
+        return 0
+
+    def aggregate(self, updates, num_examples):
+        """Combine the accepted client weights: FedAvg's weighted average."""
+        return weighted_average(updates, num_examples)
+
+    def finish_round(self, round_num, weights):
+        """Post-process the new global weights; here unchanged."""
+        return weights
+
+
+def run_fedavg(model_fn, clients, test, config, pruning=None, progress=False):
+    """Run federated averaging (McMahan et al. 2017), optionally with pruning.
+
+    Each round the server samples `config.clients_per_round` clients, a `config.dropout_rate`
+    fraction of them fails, the rest train `config.local_epochs` epochs of SGD from the global
+    weights and upload their weights. Non-finite updates are rejected (and counted). The server
+    takes the weighted average of the rest, applies its learning rate, and evaluates the result.
+    Every byte count is the length of a payload really produced by `compress.encode`.
+
+    Args:
+        model_fn: Returns a fresh, uncompiled `tf.keras` model (logits or softmax output).
+        clients: A list of `(x, y)` pairs, one per client, with integer labels.
+        test: An `(x, y)` pair on which the global model is evaluated each round.
+        config: A `FedConfig`.
+        pruning: None (dense FedAvg) or a strategy such as `pruning.GlobalPruning(0.9)`.
+        progress: Show a progress bar (on stdout).
+
+    Returns:
+        A `History`.
+
+    Example:
+        >>> import prunefl_lite as pfl
+        >>> ds = pfl.data.load_dataset("digits")
+        >>> parts = pfl.data.partition_iid(ds.y_train, 4, seed=0)
+        >>> clients = pfl.data.split_clients(ds.x_train, ds.y_train, parts)
+        >>> config = pfl.FedConfig(num_rounds=3, clients_per_round=2, seed=0)
+        >>> model_fn = lambda: pfl.models.mlp_2nn(ds.input_shape, ds.num_classes)
+        >>> history = run_fedavg(model_fn, clients, (ds.x_test, ds.y_test), config)
+        >>> len(history.metric("accuracy")), history.metric("clients_completed")
+        (3, [2, 2, 2])
+    """
+    strategy = pruning if pruning is not None else NoPruning()
+    x_all, y_all, client_rows = _check_clients(clients, config)
+    test_x, test_y = _check_test(test, x_all)
+    trainer, weights = _trainer_and_initial_weights(model_fn, strategy, config.seed)
+    trainer.set_data(x_all, y_all)
+    weights = strategy.start(weights, config)
+    rng = np.random.default_rng(config.seed)
+    history = History(config=_config_dict(config, strategy))
+    held_masks = None  # the masks the clients already hold (sent in an earlier round)
+    rounds = range(1, config.num_rounds + 1)
+    for round_num in _progress_bar(rounds, progress):
+        start = time.perf_counter()
+        masks = strategy.round_masks(round_num, weights)
+        known = masks if _same_masks(masks, held_masks) else None
+        record, weights = _run_round(
+            round_num, trainer, strategy, weights, masks, known, client_rows, config, rng
+        )
+        held_masks = masks
+        if round_num % config.eval_every == 0 or round_num == config.num_rounds:
+            record["loss"], record["accuracy"] = trainer.evaluate(weights, test_x, test_y)
+        else:
+            record["loss"] = record["accuracy"] = None
+        record["sparsity"] = _kernel_sparsity(weights)
+        record["seconds"] = time.perf_counter() - start
+        history.rounds.append(record)
+    history.final_weights = weights
+    return history
+
+
+def _run_round(round_num, trainer, strategy, weights, masks, known, client_rows, config, rng):
+    """One round: returns the round's record (without evaluation) and the new global weights."""
+    sampled = rng.choice(len(client_rows), size=config.clients_per_round, replace=False)
+    num_failed = int(config.dropout_rate * len(sampled))
+    answered = np.sort(rng.permutation(sampled)[num_failed:])
+    download = compress.encode(weights, known_masks=known)
+    start_weights = compress.decode(download, known_masks=known)
+    if strategy.masked:
+        trainer.set_masks([np.ones(w.shape, bool) if m is None else m
+                           for w, m in zip(weights, masks)])
+    plan = plan_local_steps([client_rows[k] for k in answered], config.local_epochs,
+                            config.batch_size, rng)
+    stacked = trainer.train(start_weights, plan, config.learning_rate,
+                            strategy.pruning_step(round_num))
+    updates, counts, bytes_up = [], [], 0
+    for slot, k in enumerate(answered):
+        upload = compress.encode([s[slot] for s in stacked], known_masks=masks)
+        bytes_up += len(upload)
+        received = compress.decode(upload, known_masks=masks)
+        if all(np.all(np.isfinite(w)) for w in received):
+            updates.append(received)
+            counts.append(len(client_rows[k]))
+    if updates:
+        average = strategy.aggregate(updates, counts)
+        weights = server_update(weights, average, config.server_learning_rate)
+    weights = strategy.finish_round(round_num, weights)
+    record = {
+        "bytes_down": len(download) * len(sampled),
+        "bytes_up": bytes_up,
+        "clients_completed": len(updates),
+        "clients_rejected": len(answered) - len(updates),
+        "clients_dropped": num_failed,
+    }
+    return record, weights
+
+
+def _trainer_and_initial_weights(model_fn, strategy, seed):
+    """Build the model under the run's seed; reuse a compiled trainer of the same architecture."""
+    tf.keras.utils.set_random_seed(seed)
+    model = model_fn()
+    if not isinstance(model, tf.keras.Model):
+        raise ValueError(f"model_fn must return a tf.keras.Model, got {type(model).__name__}")
+    weights = [v.numpy() for v in model.trainable_variables]
+    key = (_architecture_key(model), strategy.model_key(), strategy.masked)
+    if key not in _TRAINERS:
+        _TRAINERS[key] = ClientTrainer(strategy.wrap_model(model), masked=strategy.masked)
+    return _TRAINERS[key], weights
+
+
+def _architecture_key(model):
+    """The model's configuration without layer names (which Keras numbers on every build)."""
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "name"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    try:
+        return json.dumps(strip(model.get_config()), sort_keys=True, default=str)
+    except (NotImplementedError, TypeError):  # a subclassed model without get_config
+        return f"unkeyed-{id(model)}"
+
+
+def _check_clients(clients, config):
+    """Validate the clients; return all their data concatenated and each client's rows."""
+    if not isinstance(clients, (list, tuple)) or len(clients) == 0:
+        raise ValueError("clients must be a non-empty list of (x, y) pairs")
+    for k, client in enumerate(clients):
+        if not (isinstance(client, (list, tuple)) and len(client) == 2):
+            raise ValueError(f"clients[{k}] must be an (x, y) pair, got {type(client).__name__}")
+        if len(client[0]) == 0 or len(client[0]) != len(client[1]):
+            raise ValueError(
+                f"clients[{k}] must hold at least one example and as many labels as examples, "
+                f"got {len(client[0])} examples and {len(client[1])} labels"
+            )
+    if config.clients_per_round > len(clients):
+        raise ValueError(
+            f"clients_per_round must be in [1, {len(clients)}] (the number of clients), "
+            f"got {config.clients_per_round}"
+        )
+    x_all = np.concatenate([np.asarray(c[0], np.float32) for c in clients])
+    y_all = np.concatenate([np.asarray(c[1]).astype(np.int64) for c in clients])
+    bounds = np.cumsum([0] + [len(c[0]) for c in clients])
+    rows = [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    return x_all, y_all, rows
+
+
+def _check_test(test, x_all):
+    """Validate the test pair against the clients' data."""
+    if not (isinstance(test, (list, tuple)) and len(test) == 2) or len(test[0]) != len(test[1]):
+        raise ValueError("test must be an (x, y) pair with as many labels as examples")
+    x, y = np.asarray(test[0], np.float32), np.asarray(test[1]).astype(np.int64)
+    if x.shape[1:] != x_all.shape[1:]:
+        raise ValueError(f"test examples have shape {x.shape[1:]}, clients' {x_all.shape[1:]}")
+    return x, y
+
+
+def _same_masks(masks, held):
+    """Whether the clients already hold exactly these masks."""
+    if masks is None or held is None:
+        return False
+    return all((m is None and h is None) or (m is not None and h is not None
+               and np.array_equal(m, h)) for m, h in zip(masks, held))
+
+
+def _kernel_sparsity(weights):
+    """Fraction of exact zeros in the kernels (arrays with ndim >= 2)."""
+    kernels = [w for w in weights if w.ndim >= 2]
+    total = sum(w.size for w in kernels)
+    return float(sum(np.count_nonzero(w == 0) for w in kernels) / total) if total else 0.0
+
+
+def _config_dict(config, strategy):
+    """The config and the strategy's name, for the history."""
+    import dataclasses
+
+    return {**dataclasses.asdict(config), "pruning": type(strategy).__name__}
+
+
+def _progress_bar(rounds, show):
+    """Rounds wrapped in a tqdm bar on stdout (stderr would fail a strict book build)."""
+    if not show:
+        return rounds
+    from tqdm.auto import tqdm
+
+    return tqdm(rounds, desc="rounds", file=sys.stdout, leave=False)
