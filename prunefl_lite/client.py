@@ -23,17 +23,17 @@ def plan_local_steps(client_rows, local_epochs, batch_size, rng):
         rng: `np.random.Generator` for the per-epoch shuffles.
 
     Returns:
-        A dict of NumPy arrays, one entry per step: "rows" (steps, batch_size) int32 indices,
-        "weights" (steps, batch_size) float32 (1 real example, 0 padding), "slot" (the client's
-        position in `client_rows`), "first" / "last" (the step starts / ends a client).
+        A dict of NumPy arrays: "rows" (steps, batch_size) int32 indices and "weights"
+        (steps, batch_size) float32 (1 real example, 0 padding), one row per step; "start" and
+        "stop" (one entry per client): the client's steps are rows start[k] to stop[k] - 1.
 
     Example:
         >>> plan = plan_local_steps([np.arange(3), np.arange(3, 8)], 1, 2, np.random.default_rng(0))
-        >>> plan["rows"].shape, float(plan["weights"].sum()), plan["slot"].tolist()
-        ((5, 2), 8.0, [0, 0, 1, 1, 1])
+        >>> plan["rows"].shape, float(plan["weights"].sum()), plan["stop"].tolist()
+        ((5, 2), 8.0, [2, 5])
     """
-    rows, weights, slots = [], [], []
-    for slot, own_rows in enumerate(client_rows):
+    rows, weights, steps_per_client = [], [], []
+    for own_rows in client_rows:
         steps = -(-len(own_rows) // batch_size)  # ceil: the last batch may be partial
         for _ in range(local_epochs):
             # pad with the client's own first row: padding never touches another client's data
@@ -41,15 +41,13 @@ def plan_local_steps(client_rows, local_epochs, batch_size, rng):
             order[: len(own_rows)] = rng.permutation(own_rows)
             rows.append(order.reshape(steps, batch_size))
             weights.append((np.arange(steps * batch_size) < len(own_rows)).reshape(steps, -1))
-        slots.append(np.full(steps * local_epochs, slot, dtype=np.int32))
-    slot = np.concatenate(slots)
-    boundary = np.diff(slot) != 0
+        steps_per_client.append(steps * local_epochs)
+    stop = np.cumsum(steps_per_client).astype(np.int32)
     return {
         "rows": np.concatenate(rows),
         "weights": np.concatenate(weights).astype(np.float32),
-        "slot": slot,
-        "first": np.concatenate([[True], boundary]),
-        "last": np.concatenate([boundary, [True]]),
+        "start": stop - np.asarray(steps_per_client, np.int32),
+        "stop": stop,
     }
 
 
@@ -129,8 +127,7 @@ class ClientTrainer:
         x_spec = spec([None, *example_shape], tf.float32)
         self._round_fn = tf.function(self._round, input_signature=[
             x_spec, spec([None], tf.int64), spec([None, None], tf.int32),
-            spec([None, None], tf.float32), spec([None], tf.int32), spec([None], tf.bool),
-            spec([None], tf.bool), spec([], tf.int32),
+            spec([None, None], tf.float32), spec([None], tf.int32), spec([None], tf.int32),
         ])
         self._evaluate_fn = tf.function(self._evaluate, input_signature=[
             x_spec, spec([None], tf.int64)])
@@ -152,23 +149,21 @@ class ClientTrainer:
             g.assign(w)
         self._learning_rate.assign(learning_rate)
         self._step_start.assign(pruning_step)
-        num_clients = int(plan["slot"][-1]) + 1
         stacked = self._round_fn(
-            self._x, self._y, plan["rows"], plan["weights"], plan["slot"],
-            plan["first"], plan["last"], num_clients,
+            self._x, self._y, plan["rows"], plan["weights"], plan["start"], plan["stop"]
         )
         return [s.numpy() for s in stacked]
 
-    def _round(self, x, y, rows, weights, slot, first, last, num_clients):
+    def _round(self, x, y, rows, weights, start, stop):
         self.traces += 1
+        num_clients = tf.shape(start)[0]
         results = [tf.TensorArray(v.dtype, size=num_clients, element_shape=v.shape)
                    for v in self.variables]
-        for s in tf.range(tf.shape(rows)[0]):
-            if first[s]:
-                self._start_client()
-            self._sgd_step(tf.gather(x, rows[s]), tf.gather(y, rows[s]), weights[s])
-            if last[s]:
-                results = [r.write(slot[s], v) for r, v in zip(results, self.variables)]
+        for k in tf.range(num_clients):
+            self._start_client()
+            for s in tf.range(start[k], stop[k]):
+                self._sgd_step(tf.gather(x, rows[s]), tf.gather(y, rows[s]), weights[s])
+            results = [r.write(k, v) for r, v in zip(results, self.variables)]
         return [r.stack() for r in results]
 
     def _start_client(self):

@@ -308,6 +308,11 @@ def _encode_array(index, array, mask):
 
 def _encode_bits(bits):
     """Return the coding header and sections of the smallest encoding of flat bit patterns."""
+    nnz = np.count_nonzero(bits)
+    if (bits.size - nnz) * bits.itemsize * 8 <= min(bits.size, nnz):
+        # Raw is provably smallest: bitmask costs one bit per entry and Golomb-Rice at least one
+        # per non-zero, more than the zeros raw spends. Skipping the search keeps dense fast.
+        return bytes([_RAW]), [bits]
     positions = np.flatnonzero(bits)
     gaps = np.diff(positions, prepend=-1) - 1
     rice_parameter = _best_rice_parameter(gaps)

@@ -58,7 +58,8 @@ def plot_histories(histories, metric="accuracy", x="round", ax=None, title=None)
 
     Example:
         >>> from prunefl_lite.history import History
-        >>> h = History(rounds=[{"accuracy": 0.5, "bytes_up": 10}, {"accuracy": 0.7, "bytes_up": 9}])
+        >>> rounds = [{"accuracy": 0.5, "bytes_up": 10}, {"accuracy": 0.7, "bytes_up": 9}]
+        >>> h = History(rounds=rounds)
         >>> fig, ax = plot_histories({"dense": h}, x="bytes_up")
         >>> ax.get_xlabel()
         'cumulative bytes uploaded (MB)'

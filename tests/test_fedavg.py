@@ -161,8 +161,7 @@ def test_plan_pads_partial_batches_with_zero_weight():
                             rng=np.random.default_rng(0))
     assert plan["rows"].shape == (4, 4)
     assert plan["weights"].sum() == 10
-    assert plan["first"].tolist() == [True, False, False, False]
-    assert plan["last"].tolist() == [False, False, False, True]
+    assert plan["start"].tolist() == [0] and plan["stop"].tolist() == [4]
     epoch = plan["rows"][:2].ravel()[plan["weights"][:2].ravel() == 1]
     assert sorted(epoch.tolist()) == list(range(5))
     other = plan_local_steps([np.arange(3), np.arange(3, 5)], 1, 4, np.random.default_rng(0))
