@@ -59,6 +59,7 @@ from prunefl_lite import (  # noqa: E402  (TensorFlow must be configured first)
     history,
     models,
     plots,
+    pruning,
     server,
 )
 from prunefl_lite.config import FedConfig  # noqa: E402
@@ -67,5 +68,5 @@ from prunefl_lite.history import History  # noqa: E402
 
 __all__ = [
     "FedConfig", "History", "run_fedavg", "client", "compress", "config", "data", "fedavg",
-    "history", "models", "plots", "server",
+    "history", "models", "plots", "pruning", "server",
 ]

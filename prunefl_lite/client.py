@@ -82,7 +82,7 @@ class ClientTrainer:
                        for v in self.variables]
         self._learning_rate = tf.Variable(0.0, trainable=False)
         self._step_vars = [v for v in model.non_trainable_variables if "pruning_step" in v.name]
-        self._step_start = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._tfmot_masks = self._find_tfmot_masks(model)
         self._loss = tf.keras.losses.SparseCategoricalCrossentropy(
             from_logits=not outputs_probabilities(model), reduction="none"
         )
@@ -99,6 +99,12 @@ class ClientTrainer:
                     "statistics); prunefl_lite averages trainable weights only, so use a model "
                     "without such layers"
                 )
+
+    def _find_tfmot_masks(self, model):
+        """Pairs (index of a kernel in `variables`, its tfmot mask variable), for wrapped layers."""
+        index = {v.ref(): i for i, v in enumerate(self.variables)}
+        return [(index[w.ref()], m) for layer in model.layers
+                for w, m, _ in getattr(layer, "pruning_vars", [])]
 
     def get_weights(self):
         """The current trainable weights as a list of NumPy arrays."""
@@ -128,19 +134,21 @@ class ClientTrainer:
         self._round_fn = tf.function(self._round, input_signature=[
             x_spec, spec([None], tf.int64), spec([None, None], tf.int32),
             spec([None, None], tf.float32), spec([None], tf.int32), spec([None], tf.int32),
+            spec([None], tf.int64),
         ])
         self._evaluate_fn = tf.function(self._evaluate, input_signature=[
             x_spec, spec([None], tf.int64)])
 
-    def train(self, global_weights, plan, learning_rate, pruning_step=0):
+    def train(self, global_weights, plan, learning_rate, pruning_steps=None):
         """Run every client of `plan` from `global_weights`; return their final weights.
 
         Args:
             global_weights: The weights every client starts from.
             plan: The output of `plan_local_steps`.
             learning_rate: Local SGD step size.
-            pruning_step: For models wrapped by tensorflow-model-optimization: the global step
-                each client's pruning schedule starts from (counted across rounds).
+            pruning_steps: For models wrapped by tensorflow-model-optimization: one value per
+                client, the step its pruning step counter starts from (tfmot's wrapper adds one
+                per training batch, and its schedule reads the counter). Default zeros.
 
         Returns:
             A list of arrays, one per weight, each with a leading axis of one row per client.
@@ -148,33 +156,37 @@ class ClientTrainer:
         for g, w in zip(self._global, global_weights, strict=True):
             g.assign(w)
         self._learning_rate.assign(learning_rate)
-        self._step_start.assign(pruning_step)
+        if pruning_steps is None:
+            pruning_steps = np.zeros(len(plan["start"]), np.int64)
         stacked = self._round_fn(
-            self._x, self._y, plan["rows"], plan["weights"], plan["start"], plan["stop"]
+            self._x, self._y, plan["rows"], plan["weights"], plan["start"], plan["stop"],
+            np.asarray(pruning_steps, np.int64),
         )
         return [s.numpy() for s in stacked]
 
-    def _round(self, x, y, rows, weights, start, stop):
+    def _round(self, x, y, rows, weights, start, stop, pruning_steps):
         self.traces += 1
         num_clients = tf.shape(start)[0]
         results = [tf.TensorArray(v.dtype, size=num_clients, element_shape=v.shape)
                    for v in self.variables]
         for k in tf.range(num_clients):
-            self._start_client()
+            self._start_client(pruning_steps[k])
             for s in tf.range(start[k], stop[k]):
                 self._sgd_step(tf.gather(x, rows[s]), tf.gather(y, rows[s]), weights[s])
-            results = [r.write(k, v) for r, v in zip(results, self.variables)]
+            for i, mask in self._tfmot_masks:  # what UpdatePruningStep does at an epoch's end
+                self.variables[i].assign(tf.where(mask > 0, self.variables[i], 0.0))
+            results = [r.write(k, _plus_zero(v)) for r, v in zip(results, self.variables)]
         return [r.stack() for r in results]
 
-    def _start_client(self):
+    def _start_client(self, pruning_step):
         for v, g in zip(self.variables, self._global):
             v.assign(g)
         for step in self._step_vars:
-            step.assign(self._step_start)
+            step.assign(pruning_step)
+        for i, mask in self._tfmot_masks:  # a client starts from the global model's zeros
+            mask.assign(tf.cast(tf.not_equal(self._global[i], 0.0), mask.dtype))
 
     def _sgd_step(self, xb, yb, wb):
-        for step in self._step_vars:  # what tfmot's UpdatePruningStep callback does per batch
-            step.assign_add(1)
         with tf.GradientTape() as tape:
             per_example = self._loss(yb, self.model(xb, training=True))
             loss = tf.reduce_sum(per_example * wb) / tf.maximum(tf.reduce_sum(wb), 1.0)
@@ -200,3 +212,11 @@ class ClientTrainer:
         loss = tf.reduce_mean(self._loss(y, out))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, axis=-1), y), tf.int32))
         return loss, correct
+
+
+def _plus_zero(v):
+    """Turn -0.0 (from masking by multiplication, as tfmot does) into +0.0.
+
+    A pruned weight is a zero to the encoder, not a value to send.
+    """
+    return tf.where(tf.equal(v, 0.0), tf.zeros_like(v), v)

@@ -20,10 +20,10 @@ _TRAINERS = {}  # compiled trainers, reused by every run with the same architect
 class NoPruning:
     """Plain FedAvg, and the hooks a pruning strategy for `run_fedavg` overrides.
 
-    `run_fedavg` calls, in this order: `wrap_model` once per architecture; `start` once per
-    run; then each round `round_masks` (the masks clients train under, or None), `pruning_step`
-    (the global step a client's tfmot schedule starts from), `aggregate` on the accepted client
-    updates, and `finish_round` on the new global weights (e.g. to re-prune them).
+    `run_fedavg` calls, in this order: `start` once per run; `wrap_model` once per architecture
+    and `model_key`; then each round `round_masks` (the masks clients train under, or None),
+    `pruning_steps` (where each client's tfmot step counter starts), `aggregate` on the accepted
+    client updates, and `finish_round` on the new global weights (e.g. to re-prune them).
     """
 
     masked = False  # True: clients train under the masks of `round_masks`
@@ -44,9 +44,9 @@ class NoPruning:
         """Masks (True = keep; None for an unmasked array) clients train under, or None."""
         return None
 
-    def pruning_step(self, round_num):
-        """Global step at which the clients' tfmot pruning step counters start this round."""
-        return 0
+    def pruning_steps(self, round_num, local_steps):
+        """Per client, the value its tfmot pruning step counter starts from this round."""
+        return np.zeros(len(local_steps), np.int64)
 
     def aggregate(self, updates, num_examples):
         """Combine the accepted client weights: FedAvg's weighted average."""
@@ -91,9 +91,8 @@ def run_fedavg(model_fn, clients, test, config, pruning=None, progress=False):
     strategy = pruning if pruning is not None else NoPruning()
     x_all, y_all, client_rows = _check_clients(clients, config)
     test_x, test_y = _check_test(test, x_all)
-    trainer, weights = _trainer_and_initial_weights(model_fn, strategy, config.seed)
+    trainer, weights = _trainer_and_initial_weights(model_fn, strategy, config)
     trainer.set_data(x_all, y_all)
-    weights = strategy.start(weights, config)
     rng = np.random.default_rng(config.seed)
     history = History(config=_config_dict(config, strategy))
     held_masks = None  # the masks the clients already hold (sent in an earlier round)
@@ -126,11 +125,12 @@ def _run_round(round_num, trainer, strategy, weights, masks, known, client_rows,
     start_weights = compress.decode(download, known_masks=known)
     if strategy.masked:
         trainer.set_masks([np.ones(w.shape, bool) if m is None else m
-                           for w, m in zip(weights, masks)])
+                           for w, m in zip(weights, masks or [None] * len(weights))])
     plan = plan_local_steps([client_rows[k] for k in answered], config.local_epochs,
                             config.batch_size, rng)
+    local_steps = plan["stop"] - plan["start"]
     stacked = trainer.train(start_weights, plan, config.learning_rate,
-                            strategy.pruning_step(round_num))
+                            strategy.pruning_steps(round_num, local_steps))
     updates, counts, bytes_up = [], [], 0
     for slot, k in enumerate(answered):
         upload = compress.encode([s[slot] for s in stacked], known_masks=masks)
@@ -153,13 +153,13 @@ def _run_round(round_num, trainer, strategy, weights, masks, known, client_rows,
     return record, weights
 
 
-def _trainer_and_initial_weights(model_fn, strategy, seed):
+def _trainer_and_initial_weights(model_fn, strategy, config):
     """Build the model under the run's seed; reuse a compiled trainer of the same architecture."""
-    tf.keras.utils.set_random_seed(seed)
+    tf.keras.utils.set_random_seed(config.seed)
     model = model_fn()
     if not isinstance(model, tf.keras.Model):
         raise ValueError(f"model_fn must return a tf.keras.Model, got {type(model).__name__}")
-    weights = [v.numpy() for v in model.trainable_variables]
+    weights = strategy.start([v.numpy() for v in model.trainable_variables], config)
     key = (_architecture_key(model), strategy.model_key(), strategy.masked)
     if key not in _TRAINERS:
         _TRAINERS[key] = ClientTrainer(strategy.wrap_model(model), masked=strategy.masked)
