@@ -692,24 +692,32 @@ class GlobalPruning(_ScheduledPruning):
     clients train under it (pruned weights stay exactly zero), and once they hold it both
     directions send only the kept values.
 
+    The defaults (a linear ramp over the first 75 % of the rounds) were chosen by measurement:
+    on digits with 20 Dirichlet(0.5) clients, 40 rounds and 90 % sparsity, Zhu & Gupta's cubic
+    ramp over the first half of the rounds ended about 4 accuracy points below dense FedAvg,
+    this one about 2 (tests/benchmarks/bench_fl_pruning.py prints the comparison).
+
     Args:
         target_sparsity: Final fraction of zeros in the kernels, in [0, 1).
         begin_round: First round after which the server prunes, >= 1.
         end_round: Round at which the target is reached; default `end_fraction` of the rounds.
         end_fraction: Used when `end_round` is None, in (0, 1].
-        power: Exponent of the polynomial schedule (3 in Zhu & Gupta).
+        power: Exponent of the polynomial schedule (3 in Zhu & Gupta; 1 is a linear ramp).
         scope: "global" (one magnitude ranking over all kernels) or "layer".
 
     Example:
         >>> strategy = GlobalPruning(target_sparsity=0.9, end_round=4)
         >>> [round(strategy.scheduled_sparsity(r), 3) for r in range(1, 6)]
+        [0.225, 0.45, 0.675, 0.9, 0.9]
+        >>> cubic = GlobalPruning(target_sparsity=0.9, end_round=4, power=3)
+        >>> [round(cubic.scheduled_sparsity(r), 3) for r in range(1, 6)]
         [0.52, 0.787, 0.886, 0.9, 0.9]
     """
 
     masked = True
 
-    def __init__(self, target_sparsity, begin_round=1, end_round=None, end_fraction=0.5,
-                 power=3, scope="global"):
+    def __init__(self, target_sparsity, begin_round=1, end_round=None, end_fraction=0.75,
+                 power=1, scope="global"):
         super().__init__(target_sparsity, begin_round, end_round, end_fraction, power, scope)
         self.masks = None
 
@@ -750,7 +758,8 @@ class ClientPruning(_ScheduledPruning):
     Args:
         target_sparsity: Final fraction of zeros in the kernels, in [0, 1).
         aggregation: "keepers" or "mean".
-        begin_round, end_round, end_fraction, power: As in `GlobalPruning`.
+        begin_round, end_round, end_fraction, power: As in `GlobalPruning` (here the defaults
+            are a cubic ramp over the first half of the rounds).
 
     Example:
         >>> ClientPruning(0.8, aggregation="median")
