@@ -431,6 +431,8 @@ def strip(pruned_model):
 
     The masks are re-applied first (as the wrappers do on each forward pass), so the zeros are
     exact even after a custom training loop whose last optimizer step moved masked weights.
+    They are written as +0.0 (tfmot masks by multiplying, which leaves -0.0 where a negative
+    weight was pruned, and a bit-exact encoder sends -0.0 as a value).
     The stripped model shares its layers (and so its weights) with `pruned_model`.
 
     Example:
@@ -441,7 +443,7 @@ def strip(pruned_model):
     """
     for layer in _wrappers(pruned_model):
         for weight, mask, _ in layer.pruning_vars:
-            weight.assign(weight * tf.cast(mask, weight.dtype))
+            weight.assign(tf.where(mask > 0, weight, tf.zeros_like(weight)))
     return _tfmot().sparsity.keras.strip_pruning(pruned_model)
 
 
