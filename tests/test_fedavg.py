@@ -3,25 +3,11 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
+from fl_setup import CLIENTS, CONFIG, DS, TEST, mlp, without_seconds
 
 import prunefl_lite as pfl
 from prunefl_lite import compress, fedavg
 from prunefl_lite.client import plan_local_steps
-
-DS = pfl.data.load_dataset("digits")
-TEST = (DS.x_test, DS.y_test)
-CLIENTS = pfl.data.split_clients(
-    DS.x_train, DS.y_train, pfl.data.partition_dirichlet(DS.y_train, 8, alpha=0.5, seed=0))
-CONFIG = pfl.FedConfig(num_rounds=3, clients_per_round=4, local_epochs=1, batch_size=16,
-                       learning_rate=0.05, seed=0)
-
-
-def mlp():
-    return pfl.models.mlp_2nn(DS.input_shape, DS.num_classes, hidden_units=32)
-
-
-def without_seconds(history):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in history.rounds]
 
 
 def test_same_seed_gives_identical_history_and_weights():

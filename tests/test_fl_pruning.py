@@ -4,21 +4,13 @@ import dataclasses
 
 import numpy as np
 import pytest
+from fl_setup import CLIENTS, CONFIG, TEST, mlp, without_seconds
 
 import prunefl_lite as pfl
 from prunefl_lite import compress, fedavg
 from prunefl_lite.pruning import ClientPruning, GlobalPruning
 
-DS = pfl.data.load_dataset("digits")
-TEST = (DS.x_test, DS.y_test)
-CLIENTS = pfl.data.split_clients(
-    DS.x_train, DS.y_train, pfl.data.partition_dirichlet(DS.y_train, 8, alpha=0.5, seed=0))
-CONFIG = pfl.FedConfig(num_rounds=6, clients_per_round=4, local_epochs=1, batch_size=16,
-                       learning_rate=0.05, seed=0)
-
-
-def mlp():
-    return pfl.models.mlp_2nn(DS.input_shape, DS.num_classes, hidden_units=32)
+CONFIG = dataclasses.replace(CONFIG, num_rounds=6)
 
 
 def kernels(weights):
@@ -71,8 +63,7 @@ def test_global_pruning_uploads_far_fewer_bytes_once_at_target():
 def test_pruned_runs_reproduce(make):
     a = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG, pruning=make())
     b = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG, pruning=make())
-    drop = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h.rounds]  # noqa: E731
-    assert drop(a) == drop(b)
+    assert without_seconds(a) == without_seconds(b)
     assert all(np.array_equal(x, y) for x, y in zip(a.final_weights, b.final_weights))
 
 
