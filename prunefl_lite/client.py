@@ -19,7 +19,8 @@ def plan_local_steps(client_rows, local_epochs, batch_size, rng):
     Args:
         client_rows: One int array per client: that client's row indices into the run's data.
         local_epochs: Passes of each client over its own data.
-        batch_size: Mini-batch size; a client's last batch of an epoch is padded.
+        batch_size: Mini-batch size; a client's last batch of an epoch is padded (to at most
+            the largest client's size, so "B = all" as a large number costs nothing extra).
         rng: `np.random.Generator` for the per-epoch shuffles.
 
     Returns:
@@ -33,6 +34,8 @@ def plan_local_steps(client_rows, local_epochs, batch_size, rng):
         ((5, 2), 8.0, [2, 5])
     """
     rows, weights, steps_per_client = [], [], []
+    # padding beyond the largest client would only add zero-weight rows: cap the batch width
+    batch_size = min(batch_size, max(len(own_rows) for own_rows in client_rows))
     for own_rows in client_rows:
         steps = -(-len(own_rows) // batch_size)  # ceil: the last batch may be partial
         for _ in range(local_epochs):

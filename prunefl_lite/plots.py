@@ -21,13 +21,14 @@ def _axes(ax, figsize=(6, 3.5)):
     return ax.figure, ax
 
 
-def plot_label_counts(counts, ax=None, title="Examples per class on each client"):
+def plot_label_counts(counts, ax=None, title="Examples per class on each client", legend=True):
     """Stacked bars: how many examples of each class every client holds.
 
     Args:
         counts: Array (num_clients, num_classes), e.g. from `data.label_counts`.
         ax: Axes to draw on (default: a new figure).
         title: Axes title.
+        legend: Draw the class legend (turn off on all but one panel of a multi-panel figure).
 
     Example:
         >>> fig, ax = plot_label_counts(np.array([[3, 1], [0, 4]]))
@@ -42,7 +43,8 @@ def plot_label_counts(counts, ax=None, title="Examples per class on each client"
         ax.bar(np.arange(len(counts)), counts[:, c], bottom=bottom, color=colors[c], label=str(c))
         bottom += counts[:, c]
     ax.set(xlabel="client", ylabel="examples", title=title)
-    ax.legend(title="class", fontsize="x-small", ncol=2, bbox_to_anchor=(1.0, 1.0))
+    if legend:
+        ax.legend(title="class", fontsize="x-small", ncol=2, bbox_to_anchor=(1.0, 1.0))
     return fig, ax
 
 

@@ -152,3 +152,31 @@ def test_plan_pads_partial_batches_with_zero_weight():
     assert sorted(epoch.tolist()) == list(range(5))
     other = plan_local_steps([np.arange(3), np.arange(3, 5)], 1, 4, np.random.default_rng(0))
     assert set(other["rows"][1].tolist()) == {3, 4}  # padding stays inside the client's own rows
+
+
+def test_stop_at_accuracy_ends_the_run_at_the_first_round_reaching_it():
+    full = pfl.run_fedavg(mlp, CLIENTS, TEST, dataclasses.replace(CONFIG, num_rounds=8))
+    target = sorted(full.metric("accuracy"))[4]  # reached somewhere inside the run
+    stopped = pfl.run_fedavg(mlp, CLIENTS, TEST, dataclasses.replace(CONFIG, num_rounds=8),
+                             stop_at_accuracy=target)
+    assert len(stopped.rounds) == full.rounds_to_reach(target) < 8
+    assert without_seconds(stopped) == without_seconds(full)[: len(stopped.rounds)]
+
+
+def test_batches_wider_than_every_client_are_capped_without_changing_gradients():
+    plan = plan_local_steps([np.arange(5), np.arange(5, 8)], 1, 1000, np.random.default_rng(0))
+    assert plan["rows"].shape == (2, 5) and plan["weights"].sum() == 8
+    config = dataclasses.replace(CONFIG, num_rounds=2)
+    largest = max(len(c[1]) for c in CLIENTS)
+    a = pfl.run_fedavg(mlp, CLIENTS, TEST, dataclasses.replace(config, batch_size=largest))
+    b = pfl.run_fedavg(mlp, CLIENTS, TEST, dataclasses.replace(config, batch_size=10_000))
+    for x, y in zip(a.final_weights, b.final_weights):
+        assert np.allclose(x, y, atol=1e-6)
+
+
+def test_reseeding_happens_once_per_seed(monkeypatch):
+    pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG)  # the seed's initial weights are now cached
+    calls = []
+    monkeypatch.setattr(fedavg.tf.keras.utils, "set_random_seed", lambda s: calls.append(s))
+    pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG)
+    assert calls == []
