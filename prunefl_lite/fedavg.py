@@ -15,7 +15,6 @@ from prunefl_lite.server import server_update, weighted_average
 __all__ = ["NoPruning", "run_fedavg", "weighted_average"]
 
 _TRAINERS = {}  # compiled trainers, reused by every run with the same architecture
-_INITIAL_WEIGHTS = {}  # (architecture, seed) -> initial weights; reseeding clears TF's caches
 
 
 class NoPruning:
@@ -160,26 +159,39 @@ def _run_round(round_num, trainer, strategy, weights, masks, known, client_rows,
 
 
 def _trainer_and_initial_weights(model_fn, strategy, config):
-    """The run's initial weights (model_fn under the run's seed) and a compiled trainer.
+    """The run's initial weights (whatever model_fn returns under the run's seed) and a trainer.
 
-    Both are cached: the trainer per architecture and strategy, the initial weights per
-    architecture and seed, because seeding TensorFlow clears its runtime caches and costs the
-    next round about 0.3 s.
+    The compiled trainer is cached per architecture and strategy; the weights always come from
+    this call of `model_fn`, so a model_fn that loads or sets weights is respected.
     """
+    _seed_keras_initialisers(config.seed)
     model = model_fn()
     if not isinstance(model, tf.keras.Model):
         raise ValueError(f"model_fn must return a tf.keras.Model, got {type(model).__name__}")
-    architecture = _architecture_key(model)
-    if (architecture, config.seed) not in _INITIAL_WEIGHTS:
-        tf.keras.utils.set_random_seed(config.seed)
-        seeded = [v.numpy() for v in model_fn().trainable_variables]
-        _INITIAL_WEIGHTS[(architecture, config.seed)] = seeded
-    initial = [w.copy() for w in _INITIAL_WEIGHTS[(architecture, config.seed)]]
-    weights = strategy.start(initial, config)
-    key = (architecture, strategy.model_key(), strategy.masked)
+    weights = strategy.start([v.numpy() for v in model.trainable_variables], config)
+    key = (_architecture_key(model), strategy.model_key(), strategy.masked)
     if key not in _TRAINERS:
         _TRAINERS[key] = ClientTrainer(strategy.wrap_model(model), masked=strategy.masked)
     return _TRAINERS[key], weights
+
+
+def _seed_keras_initialisers(seed):
+    """Seed Python, NumPy and Keras' initialiser seeds, as `tf.keras.utils.set_random_seed` does.
+
+    Unlike `set_random_seed` it leaves TensorFlow's global seed alone, because setting that
+    clears TensorFlow's runtime caches and costs the next compiled round about 0.3 s. Keras'
+    initialisers draw their seeds from Keras' own generator, so the weights are the same.
+    """
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        from tf_keras.src import backend as keras_backend
+
+        keras_backend._SEED_GENERATOR.generator = random.Random(seed)
+    except (ImportError, AttributeError):  # a Keras without that generator: the slow, sure way
+        tf.keras.utils.set_random_seed(seed)
 
 
 def _architecture_key(model):

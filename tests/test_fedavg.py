@@ -174,9 +174,33 @@ def test_batches_wider_than_every_client_are_capped_without_changing_gradients()
         assert np.allclose(x, y, atol=1e-6)
 
 
-def test_reseeding_happens_once_per_seed(monkeypatch):
-    pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG)  # the seed's initial weights are now cached
+def test_runs_do_not_reset_tensorflows_global_seed(monkeypatch):
     calls = []
     monkeypatch.setattr(fedavg.tf.keras.utils, "set_random_seed", lambda s: calls.append(s))
-    pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG)
-    assert calls == []
+    monkeypatch.setattr(fedavg.tf.random, "set_seed", lambda s: calls.append(s))
+    a = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG)
+    b = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG)
+    assert calls == [] and without_seconds(a) == without_seconds(b)
+
+
+def test_initial_weights_are_those_of_the_seeded_keras_model():
+    history = pfl.run_fedavg(mlp, CLIENTS, TEST, dataclasses.replace(CONFIG, num_rounds=1))
+    tf.keras.utils.set_random_seed(CONFIG.seed)
+    expected = mlp().get_weights()
+    pfl.fedavg._seed_keras_initialisers(CONFIG.seed)
+    assert all(np.array_equal(a, b) for a, b in zip(expected, mlp().get_weights()))
+    assert history.final_weights[0].shape == expected[0].shape
+
+
+def test_weights_set_by_model_fn_are_respected():
+    """A model_fn that returns trained weights (e.g. to fine-tune) must start from them."""
+    trained = pfl.run_fedavg(mlp, CLIENTS, TEST, dataclasses.replace(CONFIG, num_rounds=6))
+
+    def trained_mlp():
+        model = mlp()
+        model.set_weights(trained.final_weights)
+        return model
+
+    tiny_steps = dataclasses.replace(CONFIG, num_rounds=1, learning_rate=1e-9)
+    resumed = pfl.run_fedavg(trained_mlp, CLIENTS, TEST, tiny_steps)
+    assert resumed.metric("accuracy")[0] == pytest.approx(trained.metric("accuracy")[-1], abs=0.01)
