@@ -1,5 +1,6 @@
 """The FedAvg round loop: sample, broadcast, train locally, upload, aggregate, evaluate."""
 
+import dataclasses
 import json
 import sys
 import time
@@ -12,7 +13,7 @@ from prunefl_lite.client import ClientTrainer, plan_local_steps
 from prunefl_lite.history import History
 from prunefl_lite.server import server_update, weighted_average
 
-__all__ = ["NoPruning", "run_fedavg", "weighted_average"]
+__all__ = ["NoPruning", "kernel_sparsity", "run_fedavg", "weighted_average"]
 
 _TRAINERS = {}  # compiled trainers, reused by every run with the same architecture
 
@@ -112,7 +113,7 @@ def run_fedavg(model_fn, clients, test, config, pruning=None, progress=False,
             record["loss"], record["accuracy"] = trainer.evaluate(weights, test_x, test_y)
         else:
             record["loss"] = record["accuracy"] = None
-        record["sparsity"] = _kernel_sparsity(weights)
+        record["sparsity"] = kernel_sparsity(weights)
         record["seconds"] = time.perf_counter() - start
         history.rounds.append(record)
         if stop_at_accuracy is not None and (record["accuracy"] or 0.0) >= stop_at_accuracy:
@@ -252,8 +253,13 @@ def _same_masks(masks, held):
                and np.array_equal(m, h)) for m, h in zip(masks, held))
 
 
-def _kernel_sparsity(weights):
-    """Fraction of exact zeros in the kernels (arrays with ndim >= 2)."""
+def kernel_sparsity(weights):
+    """Fraction of exact zeros in the kernels (arrays with ndim >= 2): History's "sparsity".
+
+    Example:
+        >>> kernel_sparsity([np.array([[0.0, 1.0], [0.0, 2.0]]), np.zeros(2)])  # bias ignored
+        0.5
+    """
     kernels = [w for w in weights if w.ndim >= 2]
     total = sum(w.size for w in kernels)
     return float(sum(np.count_nonzero(w == 0) for w in kernels) / total) if total else 0.0
@@ -261,8 +267,6 @@ def _kernel_sparsity(weights):
 
 def _config_dict(config, strategy):
     """The config and the strategy's name, for the history."""
-    import dataclasses
-
     return {**dataclasses.asdict(config), "pruning": type(strategy).__name__}
 
 

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 import tensorflow as tf  # the package __init__ has already selected Keras 2 (tf_keras)
 
-from prunefl_lite.fedavg import NoPruning
+from prunefl_lite.fedavg import NoPruning, kernel_sparsity
 from prunefl_lite.server import keepers_average, weighted_average
 
 # --- Validation helpers -------------------------------------------------------------------------
@@ -679,7 +679,7 @@ class _ScheduledPruning(NoPruning):
 
     def _reprune(self, round_num, weights):
         """Log the aggregate's sparsity, then prune it by magnitude to the scheduled sparsity."""
-        self.aggregate_sparsity.append(sparsity([w for w in weights if w.ndim >= 2]))
+        self.aggregate_sparsity.append(kernel_sparsity(weights))
         masks = magnitude_masks(weights, self.scheduled_sparsity(round_num), scope=self.scope)
         return apply_masks(weights, masks), masks
 
