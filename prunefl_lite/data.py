@@ -13,7 +13,9 @@ ON_DISK = ("mnist", "fashion_mnist", "cifar10")
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A classification dataset split into train and test arrays.
+    """A classification dataset split into train, validation and test arrays.
+
+    Tune (learning rates, schedules, sparsity) on the validation split; report the test split.
 
     Attributes:
         name: The name passed to `load_dataset`.
@@ -23,6 +25,8 @@ class Dataset:
         y_test: Int64 test labels.
         num_classes: Number of classes.
         description: One line on where the data come from.
+        x_val: Float32 validation features (held out of x_train; may have 0 rows).
+        y_val: Int64 validation labels.
     """
 
     name: str
@@ -32,6 +36,8 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     description: str
+    x_val: np.ndarray = None
+    y_val: np.ndarray = None
 
     @property
     def input_shape(self):
@@ -39,12 +45,14 @@ class Dataset:
         return self.x_train.shape[1:]
 
 
-def load_dataset(name, *, test_fraction=0.2, seed=0, cache_dir=None):
-    """Load a dataset by name, scaled to float32 and split into train and test.
+def load_dataset(name, *, test_fraction=0.2, validation_fraction=0.2, seed=0, cache_dir=None):
+    """Load a dataset by name, scaled to float32 and split into train, validation and test.
 
     "digits" (8x8 handwritten digits, 1,797 images) and "breast_cancer" (569 clinical rows,
     30 features, standardised with the training rows' statistics) ship with scikit-learn and
     always work offline; they get a stratified split with `test_fraction` and `seed`.
+    Every dataset then holds out `validation_fraction` of its training rows (stratified,
+    seeded) as the validation split: choose settings on it, report test accuracy only.
     "mnist", "fashion_mnist" and "cifar10" use their official train/test split and are read
     from Keras' on-disk cache (`~/.keras/datasets` or `cache_dir`) or, if missing there,
     downloaded by `tf.keras.datasets`; with neither, a `FileNotFoundError` says what to fetch.
@@ -52,6 +60,8 @@ def load_dataset(name, *, test_fraction=0.2, seed=0, cache_dir=None):
     Args:
         name: One of "digits", "breast_cancer", "mnist", "fashion_mnist", "cifar10".
         test_fraction: Fraction of the offline datasets held out for testing, in (0, 1).
+        validation_fraction: Fraction of the training rows held out for validation, in
+            [0, 1); 0 gives an empty validation split.
         seed: Seed of the offline datasets' stratified split.
         cache_dir: Folder holding Keras' dataset files (default `~/.keras/datasets`).
 
@@ -60,16 +70,43 @@ def load_dataset(name, *, test_fraction=0.2, seed=0, cache_dir=None):
 
     Example:
         >>> ds = load_dataset("digits")
-        >>> ds.x_train.shape, ds.x_test.shape, ds.num_classes
-        ((1437, 8, 8, 1), (360, 8, 8, 1), 10)
+        >>> ds.x_train.shape, ds.x_val.shape, ds.x_test.shape, ds.num_classes
+        ((1149, 8, 8, 1), (288, 8, 8, 1), (360, 8, 8, 1), 10)
     """
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
     if name in OFFLINE:
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-        return _load_sklearn(name, test_fraction, seed)
-    if name in ON_DISK:
-        return _load_keras(name, pathlib.Path(cache_dir or pathlib.Path.home() / ".keras/datasets"))
-    raise ValueError(f"name must be one of {OFFLINE + ON_DISK}, got {name!r}")
+        ds = _load_sklearn(name, test_fraction, seed)
+    elif name in ON_DISK:
+        ds = _load_keras(name, pathlib.Path(cache_dir or pathlib.Path.home() / ".keras/datasets"))
+    else:
+        raise ValueError(f"name must be one of {OFFLINE + ON_DISK}, got {name!r}")
+    ds = _hold_out_validation(ds, validation_fraction, seed)
+    return _standardise(ds) if name == "breast_cancer" else ds
+
+
+def _standardise(ds):
+    """Standardise features with the training rows' mean and std only (no leakage)."""
+    mean, std = ds.x_train.mean(axis=0), ds.x_train.std(axis=0) + 1e-8
+    scale = lambda x: ((x - mean) / std).astype(np.float32)  # noqa: E731
+    return dataclasses.replace(
+        ds, x_train=scale(ds.x_train), x_val=scale(ds.x_val), x_test=scale(ds.x_test)
+    )
+
+
+def _hold_out_validation(ds, fraction, seed):
+    """Move a stratified, seeded `fraction` of the training rows into the validation split."""
+    from sklearn.model_selection import train_test_split
+
+    if fraction == 0:
+        empty = ds.x_train[:0], ds.y_train[:0]
+        return dataclasses.replace(ds, x_val=empty[0], y_val=empty[1])
+    x_train, x_val, y_train, y_val = train_test_split(
+        ds.x_train, ds.y_train, test_size=fraction, stratify=ds.y_train, random_state=seed
+    )
+    return dataclasses.replace(ds, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)
 
 
 def _load_sklearn(name, test_fraction, seed):
@@ -89,9 +126,6 @@ def _load_sklearn(name, test_fraction, seed):
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=test_fraction, stratify=y, random_state=seed
     )
-    if name == "breast_cancer":  # standardise with training statistics only (no test leakage)
-        mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-8
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     num_classes = int(y.max()) + 1
     return Dataset(name, x_train, y_train, x_test, y_test, num_classes, text)
 

@@ -6,7 +6,8 @@ import numbers
 import numpy as np
 import tensorflow as tf  # the package __init__ has already selected Keras 2 (tf_keras)
 
-from prunefl_lite.fedavg import NoPruning, kernel_sparsity
+from prunefl_lite.fedavg import kernel_sparsity
+from prunefl_lite.strategy import NoPruning
 from prunefl_lite.server import keepers_average, weighted_average
 
 # --- Validation helpers -------------------------------------------------------------------------

@@ -53,6 +53,10 @@ def test_shards_give_each_client_at_most_shards_per_client_classes():
         (lambda: data.partition_dirichlet(Y, 300, alpha=0.01, max_tries=2), "left a client empty"),
         (lambda: data.load_dataset("imagenet"), "name must be one of"),
         (lambda: data.load_dataset("digits", test_fraction=1.0), "test_fraction must be in (0, 1)"),
+        (lambda: data.load_dataset("digits", validation_fraction=1.0),
+         "validation_fraction must be in [0, 1), got 1.0"),
+        (lambda: data.load_dataset("digits", validation_fraction=-0.1),
+         "validation_fraction must be in [0, 1), got -0.1"),
     ],
 )
 def test_each_validation_rule(call, message):
@@ -65,19 +69,30 @@ def test_each_validation_rule(call, message):
     ("digits", 1797, (8, 8, 1), 10), ("breast_cancer", 569, (30,), 2)])
 def test_offline_datasets(name, n, shape, classes):
     ds = data.load_dataset(name)
-    assert len(ds.x_train) + len(ds.x_test) == n
+    assert len(ds.x_train) + len(ds.x_val) + len(ds.x_test) == n
+    assert len(ds.x_val) == np.ceil(0.2 * (len(ds.x_train) + len(ds.x_val)))  # sklearn's rounding
+    assert ds.x_val.dtype == np.float32 and ds.y_val.dtype == np.int64
     assert ds.input_shape == shape and ds.num_classes == classes
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
     # stratified split: class proportions agree within a few points
     p_train = np.bincount(ds.y_train) / len(ds.y_train)
     p_test = np.bincount(ds.y_test) / len(ds.y_test)
-    assert np.abs(p_train - p_test).max() < 0.02
+    p_val = np.bincount(ds.y_val) / len(ds.y_val)
+    assert np.abs(p_train - p_test).max() < 0.02 and np.abs(p_train - p_val).max() < 0.02
+
+
+def test_validation_split_is_disjoint_from_train_and_optional():
+    ds = data.load_dataset("digits")
+    flat = lambda x: {row.tobytes() for row in x.reshape(len(x), -1)}  # noqa: E731
+    assert not flat(ds.x_val) & flat(ds.x_train) - flat(ds.x_test)  # no validation row in train
+    assert len(data.load_dataset("digits", validation_fraction=0).x_val) == 0
 
 
 def test_breast_cancer_is_standardised_with_training_statistics():
     ds = data.load_dataset("breast_cancer")
     assert np.allclose(ds.x_train.mean(axis=0), 0, atol=1e-4)
     assert not np.allclose(ds.x_test.mean(axis=0), 0, atol=1e-4)
+    assert not np.allclose(ds.x_val.mean(axis=0), 0, atol=1e-4)  # validation rows not used
 
 
 def _write_idx(path, array):
@@ -92,7 +107,7 @@ def test_mnist_reads_keras_npz_from_cache(tmp_path):
     arrays = {"x_train": rng.integers(0, 256, (5, 28, 28)), "y_train": np.arange(5),
               "x_test": rng.integers(0, 256, (3, 28, 28)), "y_test": np.arange(3)}
     np.savez(tmp_path / "mnist.npz", **{k: v.astype(np.uint8) for k, v in arrays.items()})
-    ds = data.load_dataset("mnist", cache_dir=tmp_path)
+    ds = data.load_dataset("mnist", cache_dir=tmp_path, validation_fraction=0)
     assert ds.x_train.shape == (5, 28, 28, 1) and ds.x_test.shape == (3, 28, 28, 1)
     assert np.allclose(ds.x_train[..., 0] * 255, arrays["x_train"])
 
@@ -104,7 +119,7 @@ def test_fashion_mnist_reads_idx_files_from_cache(tmp_path):
     for prefix in ("train", "t10k"):
         _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
         _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    ds = data.load_dataset("fashion_mnist", cache_dir=tmp_path)
+    ds = data.load_dataset("fashion_mnist", cache_dir=tmp_path, validation_fraction=0)
     assert ds.y_train.tolist() == [3, 7] and ds.x_test.shape == (2, 28, 28, 1)
     assert np.allclose(ds.x_train[..., 0] * 255, images)
 
@@ -116,7 +131,7 @@ def test_cifar10_reads_pickled_batches_from_cache(tmp_path):
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         with open(folder / name, "wb") as f:
             pickle.dump({b"data": rows.astype(np.uint8), b"labels": [1, 2]}, f)
-    ds = data.load_dataset("cifar10", cache_dir=tmp_path)
+    ds = data.load_dataset("cifar10", cache_dir=tmp_path, validation_fraction=0)
     assert ds.x_train.shape == (10, 32, 32, 3) and ds.x_test.shape == (2, 32, 32, 3)
     # channels-first rows become channels-last images: red plane first
     assert ds.x_train[0, 0, 1, 0] * 255 == pytest.approx(rows[0, 1])
