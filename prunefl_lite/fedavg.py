@@ -100,7 +100,9 @@ def _run_round(round_num, trainer, strategy, weights, masks, known, client_rows,
                             strategy.pruning_steps(round_num, local_steps))
     updates, counts, bytes_up = [], [], 0
     for slot, k in enumerate(answered):
-        upload = compress.encode([s[slot] for s in stacked], known_masks=masks)
+        trained = strategy.client_upload(round_num, int(k), [s[slot] for s in stacked],
+                                         start_weights)
+        upload = compress.encode(trained, known_masks=masks)
         bytes_up += len(upload)
         received = compress.decode(upload, known_masks=masks)
         if all(np.all(np.isfinite(w)) for w in received):

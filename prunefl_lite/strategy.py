@@ -12,8 +12,9 @@ class NoPruning:
 
     `run_fedavg` calls, in this order: `start` once per run; `wrap_model` once per architecture
     and `model_key`; then each round `round_masks` (the masks clients train under, or None),
-    `pruning_steps` (where each client's tfmot step counter starts), `aggregate` on the accepted
-    client updates, and `finish_round` on the new global weights (e.g. to re-prune them).
+    `pruning_steps` (where each client's tfmot step counter starts), `client_upload` for each
+    client that answered, `aggregate` on the accepted client updates, and `finish_round` on the
+    new global weights (e.g. to re-prune them).
     """
 
     masked = False  # True: clients train under the masks of `round_masks`
@@ -37,6 +38,14 @@ class NoPruning:
     def pruning_steps(self, round_num, local_steps):
         """Per client, the value its tfmot pruning step counter starts from this round."""
         return np.zeros(len(local_steps), np.int64)
+
+    def client_upload(self, round_num, client_id, weights, global_weights):
+        """What client `client_id` uploads after local training; here its trained weights.
+
+        Override to model client-side behaviour (an attacker's update, client-side clipping).
+        `weights` and `global_weights` are lists of arrays; return a list of the same shapes.
+        """
+        return weights
 
     def aggregate(self, updates, num_examples):
         """Combine the accepted client weights: FedAvg's weighted average."""
