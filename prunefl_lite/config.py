@@ -1,29 +1,8 @@
 """One frozen dataclass, FedConfig, holding every federated-learning hyperparameter, validated."""
 
 import dataclasses
-import math
 
-
-def _check_int(name, value, low, high=None):
-    """Raise ValueError unless `value` is an int in [low, high] (high=None: no upper bound)."""
-    upper = "inf)" if high is None else f"{high}]"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer in [{low}, {upper}, got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be an integer in [{low}, {upper}, got {value!r}")
-
-
-def _check_float(name, value, low, high, low_open=False, high_open=False):
-    """Raise ValueError unless `value` is a finite number in the given interval."""
-    left, right = "(" if low_open else "[", ")" if high_open else "]"
-    interval = f"{left}{low}, inf)" if high is None else f"{left}{low}, {high}{right}"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (
-            high is None or (value < high if high_open else value <= high)
-        )
-    if not ok:
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+from prunefl_lite.validate import check_fraction, check_int, check_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +32,7 @@ class FedConfig:
         >>> FedConfig(num_rounds=0)
         Traceback (most recent call last):
         ...
-        ValueError: num_rounds must be an integer in [1, inf), got 0
+        ValueError: num_rounds must be an integer >= 1, got 0
     """
 
     num_rounds: int = 20
@@ -67,12 +46,12 @@ class FedConfig:
     eval_every: int = 1
 
     def __post_init__(self):
-        _check_int("num_rounds", self.num_rounds, 1)
-        _check_int("clients_per_round", self.clients_per_round, 1)
-        _check_int("local_epochs", self.local_epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_float("learning_rate", self.learning_rate, 0, None, low_open=True)
-        _check_int("seed", self.seed, 0, 2**32 - 1)
-        _check_float("server_learning_rate", self.server_learning_rate, 0, None, low_open=True)
-        _check_float("dropout_rate", self.dropout_rate, 0, 1, high_open=True)
-        _check_int("eval_every", self.eval_every, 1)
+        check_int("num_rounds", self.num_rounds, 1)
+        check_int("clients_per_round", self.clients_per_round, 1)
+        check_int("local_epochs", self.local_epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_number("learning_rate", self.learning_rate, 0, low_open=True)
+        check_int("seed", self.seed, 0, 2**32 - 1)
+        check_number("server_learning_rate", self.server_learning_rate, 0, low_open=True)
+        check_fraction("dropout_rate", self.dropout_rate)
+        check_int("eval_every", self.eval_every, 1)

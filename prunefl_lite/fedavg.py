@@ -11,6 +11,7 @@ import tensorflow as tf
 from prunefl_lite import compress
 from prunefl_lite.client import ClientTrainer, plan_local_steps
 from prunefl_lite.history import History
+from prunefl_lite.pruning.masks import kernel_sparsity
 from prunefl_lite.server import server_update, weighted_average
 from prunefl_lite.strategy import NoPruning
 
@@ -214,18 +215,6 @@ def _same_masks(masks, held):
         return False
     return all((m is None and h is None) or (m is not None and h is not None
                and np.array_equal(m, h)) for m, h in zip(masks, held))
-
-
-def kernel_sparsity(weights):
-    """Fraction of exact zeros in the kernels (arrays with ndim >= 2): History's "sparsity".
-
-    Example:
-        >>> kernel_sparsity([np.array([[0.0, 1.0], [0.0, 2.0]]), np.zeros(2)])  # bias ignored
-        0.5
-    """
-    kernels = [w for w in weights if w.ndim >= 2]
-    total = sum(w.size for w in kernels)
-    return float(sum(np.count_nonzero(w == 0) for w in kernels) / total) if total else 0.0
 
 
 def _config_dict(config, strategy):
