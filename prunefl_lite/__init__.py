@@ -55,8 +55,10 @@ from prunefl_lite import (  # noqa: E402  (TensorFlow must be configured first)
     compress,
     config,
     data,
+    export,
     fedavg,
     history,
+    metrics,
     models,
     plots,
     pruning,
@@ -68,5 +70,5 @@ from prunefl_lite.history import History  # noqa: E402
 
 __all__ = [
     "FedConfig", "History", "run_fedavg", "client", "compress", "config", "data", "fedavg",
-    "history", "models", "plots", "pruning", "server",
+    "history", "models", "plots", "pruning", "server", "export", "metrics",
 ]
