@@ -64,6 +64,7 @@ from prunefl_lite import (  # noqa: E402  (TensorFlow must be configured first)
     pruning,
     server,
 )
+from prunefl_lite import attacks, robust  # noqa: E402  (poisoning; robust aggregation)
 from prunefl_lite.config import FedConfig  # noqa: E402
 from prunefl_lite.fedavg import run_fedavg  # noqa: E402
 from prunefl_lite.history import History  # noqa: E402
@@ -71,4 +72,5 @@ from prunefl_lite.history import History  # noqa: E402
 __all__ = [
     "FedConfig", "History", "run_fedavg", "client", "compress", "config", "data", "fedavg",
     "history", "models", "plots", "pruning", "server", "export", "metrics",
+    "attacks", "robust",
 ]
