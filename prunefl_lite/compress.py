@@ -36,12 +36,13 @@ payload length before touching a section and refuses truncated, padded or corrup
 
 import functools
 import math
-import numbers
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from prunefl_lite.validate import check_int, check_number
 
 MAGIC = b"PFLC"
 FORMAT_VERSION = 1
@@ -192,15 +193,9 @@ def entropy_bound_bytes(num_values, density, value_bits=32):
         >>> entropy_bound_bytes(1000, 0.0)
         0.0
     """
-    _check_number("num_values", num_values, numbers.Integral)
-    _check_number("density", density, numbers.Real)
-    _check_number("value_bits", value_bits, numbers.Real)
-    if num_values < 0:
-        raise ValueError(f"num_values must be a non-negative int, got {num_values}")
-    if not 0 <= density <= 1:
-        raise ValueError(f"density must be in [0, 1], got {density}")
-    if not 0 < value_bits < math.inf:
-        raise ValueError(f"value_bits must be a positive finite number, got {value_bits}")
+    check_int("num_values", num_values, 0)
+    check_number("density", density, 0, 1)
+    check_number("value_bits", value_bits, 0, low_open=True)
     return num_values * (_binary_entropy(density) + density * value_bits) / 8
 
 
@@ -209,13 +204,6 @@ def _binary_entropy(probability):
     if probability in (0, 1):
         return 0.0
     return -probability * math.log2(probability) - (1 - probability) * math.log2(1 - probability)
-
-
-def _check_number(name, value, kind):
-    """Raise TypeError unless ``value`` is a number of ``kind`` (bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, kind):
-        expected = "an int" if kind is numbers.Integral else "a real number"
-        raise TypeError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
 
 
 def _check_sequence(name, value):

@@ -96,11 +96,11 @@ def test_client_pruning_masks_are_applied_by_tfmot_inside_each_client(monkeypatc
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: GlobalPruning(1.0), "target_sparsity must be in [0, 1)"),
-        (lambda: GlobalPruning(-0.1), "target_sparsity must be in [0, 1)"),
+        (lambda: GlobalPruning(1.0), "target_sparsity must be a number in [0, 1)"),
+        (lambda: GlobalPruning(-0.1), "target_sparsity must be a number in [0, 1)"),
         (lambda: GlobalPruning(0.5, begin_round=0), "begin_round"),
         (lambda: GlobalPruning(0.5, begin_round=5, end_round=3), "end_round"),
-        (lambda: GlobalPruning(0.5, end_fraction=0), "end_fraction must be in (0, 1]"),
+        (lambda: GlobalPruning(0.5, end_fraction=0), "end_fraction must be a number in (0, 1]"),
         (lambda: GlobalPruning(0.5, power=0), "power"),
         (lambda: GlobalPruning(0.5, scope="model"), "scope"),
         (lambda: ClientPruning(0.5, aggregation="median"), "aggregation must be one of"),
