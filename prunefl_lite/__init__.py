@@ -65,6 +65,7 @@ from prunefl_lite import (  # noqa: E402  (TensorFlow must be configured first)
     server,
 )
 from prunefl_lite import attacks, robust  # noqa: E402  (poisoning; robust aggregation)
+from prunefl_lite import privacy  # noqa: E402  (gradient leak, DP-FedAvg, secure-sum toy)
 from prunefl_lite.config import FedConfig  # noqa: E402
 from prunefl_lite.fedavg import run_fedavg  # noqa: E402
 from prunefl_lite.history import History  # noqa: E402
@@ -72,5 +73,5 @@ from prunefl_lite.history import History  # noqa: E402
 __all__ = [
     "FedConfig", "History", "run_fedavg", "client", "compress", "config", "data", "fedavg",
     "history", "models", "plots", "pruning", "server", "export", "metrics",
-    "attacks", "robust",
+    "attacks", "robust", "privacy",
 ]
