@@ -1,0 +1,148 @@
+"""Unit tests of prunefl_lite.export: LiteRT round trips, quantisation margin, validation rules."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import prunefl_lite as pfl
+from prunefl_lite import export
+
+QUANTISED_MARGIN = 0.03  # int8 PTQ may cost at most 3 accuracy points on digits (stated margin)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return pfl.data.load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """A 2NN (hidden 64) trained briefly on digits, with logits out."""
+    tf.keras.utils.set_random_seed(0)
+    model = pfl.models.mlp_2nn(digits.input_shape, digits.num_classes, hidden_units=64)
+    model.compile(tf.keras.optimizers.Adam(1e-2),
+                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(digits.x_train, digits.y_train, batch_size=64, epochs=8, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def float_bytes(trained):
+    return export.to_litert(trained)
+
+
+def accuracy(outputs, y):
+    return float(np.mean(np.argmax(outputs, axis=1) == y))
+
+
+def test_float_model_round_trip_matches_keras(trained, float_bytes, digits):
+    keras_out = trained(digits.x_test, training=False).numpy()
+    litert_out = export.LiteRTRunner(float_bytes).predict(digits.x_test, batch_size=37)
+    np.testing.assert_allclose(litert_out, keras_out, rtol=1e-4, atol=1e-4)
+
+
+def test_batch_one_and_batch_many_agree(float_bytes, digits):
+    runner = export.LiteRTRunner(float_bytes)
+    one = np.concatenate([runner(digits.x_test[i:i + 1]) for i in range(10)])
+    np.testing.assert_allclose(one, runner(digits.x_test[:10]), rtol=1e-5, atol=1e-5)
+
+
+def test_int8_model_is_smaller_and_within_margin(trained, float_bytes, digits):
+    quantised = export.to_litert(trained, quantize="int8",
+                                 representative_data=digits.x_train[:100])
+    assert len(quantised) < 0.5 * len(float_bytes)  # 1-byte weights instead of 4
+    keras_acc = accuracy(trained(digits.x_test, training=False).numpy(), digits.y_test)
+    int8_acc = accuracy(export.LiteRTRunner(quantised).predict(digits.x_test), digits.y_test)
+    assert keras_acc > 0.9
+    assert int8_acc >= keras_acc - QUANTISED_MARGIN
+
+
+def test_pruned_zeros_compress_but_do_not_shrink_the_raw_file(trained, float_bytes):
+    weights = trained.get_weights()
+    pruned = tf.keras.models.clone_model(trained)
+    pruned.set_weights(pfl.pruning.apply_masks(weights, pfl.pruning.magnitude_masks(weights, 0.8)))
+    sparse_bytes = export.to_litert(pruned)
+    assert abs(len(sparse_bytes) - len(float_bytes)) < 0.02 * len(float_bytes)
+    assert export.gzip_size(sparse_bytes) < 0.6 * export.gzip_size(float_bytes)
+
+
+def test_conversion_writes_nothing_to_stderr(trained, digits, capfd):
+    export.to_litert(trained, quantize="int8", representative_data=digits.x_train[:10])
+    export.LiteRTRunner(export.to_litert(trained))
+    assert capfd.readouterr().err == ""
+
+
+def test_median_latencies_returns_one_positive_median_per_model(float_bytes, digits):
+    latencies = export.median_latencies({"a": float_bytes, "b": float_bytes}, digits.x_test,
+                                        batch_size=4, repeats=20)
+    assert set(latencies) == {"a", "b"} and all(0 < t < 1 for t in latencies.values())
+
+
+def test_gzip_size_of_repetitive_bytes_is_small():
+    assert export.gzip_size(bytes(10_000)) < 100 < export.gzip_size(np.random.default_rng(0)
+                                                                      .bytes(1000))
+
+
+def small_model():
+    return tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"model": "not a model"}, "model must be a tf.keras.Model"),
+     ({"model": tf.keras.Sequential([tf.keras.layers.Dense(2)])}, "model must be a built"),
+     ({"quantize": "int4"}, "quantize must be one of"),
+     ({"quantize": "int8"}, "representative_data must be a non-empty"),
+     ({"quantize": "int8", "representative_data": np.zeros((0, 4))},
+      "representative_data must be a non-empty"),
+     ({"quantize": "int8", "representative_data": np.zeros((3, 5))},
+      r"representative_data must hold examples of shape \(4,\)")],
+)
+def test_to_litert_validation(kwargs, match):
+    kwargs = {"model": small_model(), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        export.to_litert(**kwargs)
+
+
+def test_to_litert_refuses_tfmot_wrappers():
+    wrapped = pfl.pruning.prune_with_tfmot(small_model(), 0.5, end_step=20)
+    with pytest.raises(ValueError, match="model must be stripped of tfmot wrappers"):
+        export.to_litert(wrapped)
+
+
+@pytest.mark.parametrize(
+    "model_bytes, num_threads, match",
+    [(b"not a flatbuffer", 1, "model_bytes must be LiteRT flatbuffer bytes"),
+     ("text", 1, "model_bytes must be LiteRT flatbuffer bytes"),
+     (None, 0, "num_threads must be an integer >= 1"),
+     (None, 1.5, "num_threads must be an integer >= 1")],
+)
+def test_runner_validation(float_bytes, model_bytes, num_threads, match):
+    with pytest.raises(ValueError, match=match):
+        export.LiteRTRunner(float_bytes if model_bytes is None else model_bytes, num_threads)
+
+
+@pytest.mark.parametrize("batch_size", [0, 1.5, True])
+def test_predict_batch_size_validation(float_bytes, digits, batch_size):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        export.LiteRTRunner(float_bytes).predict(digits.x_test[:3], batch_size=batch_size)
+
+
+@pytest.mark.parametrize(
+    "models, kwargs, match",
+    [({}, {}, "models must be a non-empty dict"),
+     (["x"], {}, "models must be a non-empty dict"),
+     (None, {"repeats": 0}, "repeats must be an integer >= 1"),
+     (None, {"batch_size": 0}, r"batch_size must be an integer in \[1, 5\]"),
+     (None, {"batch_size": 6}, r"batch_size must be an integer in \[1, 5\]")],
+)
+def test_median_latencies_validation(float_bytes, digits, models, kwargs, match):
+    models = {"m": float_bytes} if models is None else models
+    with pytest.raises(ValueError, match=match):
+        export.median_latencies(models, digits.x_test[:5], **kwargs)
+
+
+@pytest.mark.parametrize("data", ["text", None, [1, 2]])
+def test_gzip_size_validation(data):
+    with pytest.raises(ValueError, match="data must be bytes"):
+        export.gzip_size(data)
