@@ -1,0 +1,156 @@
+"""Sphinx extension of the course site: repository-driven buttons and quiet notebook kernels.
+
+Loaded by jupyter-book through `sphinx: local_extensions` in `_config.yml`. It does two things:
+
+1. `repository.url` in `_config.yml` is the ONE switch that publishes the repository. When it is
+   set, the repository button and the Binder and Colab launch buttons are switched on; when it
+   is empty, they are all off (jupyter-book alone refuses a button without a URL, and would keep
+   launch buttons that point nowhere).
+2. Notebooks executed by the build talk to their kernel over IPC (Unix sockets) instead of
+   TCP on localhost, so ipykernel does not print "Kernel is running over TCP without
+   encryption" into the build log for every chapter.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+BINDERHUB_URL = "https://mybinder.org"
+COLAB_URL = "https://colab.research.google.com"
+LAUNCH_KEYS = ("binderhub_url", "colab_url")
+# Unix socket paths are limited to 107 bytes; the kernel appends "-ipc-<port>" to a
+# "kernel-<uuid>" name in the runtime dir, so keep TCP when that dir is long.
+MAX_RUNTIME_DIR_FOR_IPC = 60
+
+
+def apply_repository_setting(theme_options: dict[str, Any]) -> dict[str, Any]:
+    """Switch the repository and launch buttons on or off from `repository_url`.
+
+    Args:
+        theme_options: `html_theme_options` as jupyter-book builds them from `_config.yml`
+            (keys `repository_url`, `launch_buttons`, `use_repository_button`, ...). Changed
+            in place.
+
+    Returns:
+        The same dict, for chaining.
+
+    Raises:
+        ValueError: if `repository_url` is set but is not an http(s) URL of the form
+            `https://HOST/OWNER/REPO`.
+
+    Example:
+        >>> opts = apply_repository_setting({"repository_url": "", "launch_buttons": {}})
+        >>> opts["use_repository_button"], opts["launch_buttons"]["colab_url"]
+        (False, '')
+        >>> opts = apply_repository_setting({"repository_url": "https://github.com/o/r"})
+        >>> opts["use_repository_button"], opts["launch_buttons"]["binderhub_url"]
+        (True, 'https://mybinder.org')
+    """
+    url = (theme_options.get("repository_url") or "").strip()
+    launch = dict(theme_options.get("launch_buttons") or {})
+    if url:
+        parts = url.rstrip("/").split("/")
+        if not url.startswith(("https://", "http://")) or len(parts) < 5:
+            raise ValueError(f"repository.url must be https://HOST/OWNER/REPO, got {url!r}")
+        theme_options["repository_url"] = url.rstrip("/")
+        theme_options["use_repository_button"] = True
+        launch["binderhub_url"] = launch.get("binderhub_url") or BINDERHUB_URL
+        launch["colab_url"] = launch.get("colab_url") or COLAB_URL
+    else:
+        theme_options.pop("repository_url", None)
+        for key in ("use_repository_button", "use_issues_button", "use_edit_page_button"):
+            theme_options[key] = False
+        for key in LAUNCH_KEYS:
+            launch[key] = ""
+    theme_options["launch_buttons"] = launch
+    return theme_options
+
+
+def _on_config_inited(app, config) -> None:
+    apply_repository_setting(config.html_theme_options)
+
+
+def use_ipc_kernels() -> bool:
+    """Make the book build start its notebook kernels on the IPC transport.
+
+    myst-nb executes notebooks through jupyter-cache's `single_nb_execution`, which calls
+    `nbclient.execute` without a kernel manager; this wraps that call to pass a kernel
+    manager whose transport is IPC. Without a kernel manager class from us (an upstream
+    rename), the build keeps working on TCP and only the warning comes back.
+
+    Returns:
+        True if the IPC kernel manager is in place, False if TCP stays.
+    """
+    try:
+        from jupyter_cache.executors import utils as cache_utils
+        from jupyter_client import AsyncKernelManager
+        from jupyter_core.paths import jupyter_runtime_dir
+        from nbclient import execute as nbclient_execute
+        from traitlets import default
+    except ImportError:
+        return False
+    if len(jupyter_runtime_dir()) > MAX_RUNTIME_DIR_FOR_IPC or os.name != "posix":
+        return False
+    if not hasattr(cache_utils, "executenb"):
+        return False
+
+    class IPCKernelManager(AsyncKernelManager):
+        """An async kernel manager on the IPC transport."""
+
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+    def execute_over_ipc(nb, cwd=None, km=None, **kwargs):
+        if km is None:
+            kwargs.setdefault("kernel_manager_class", IPCKernelManager)
+        return nbclient_execute(nb, cwd=cwd, km=km, **kwargs)
+
+    cache_utils.executenb = execute_over_ipc
+    return True
+
+
+def tidy_scripts(scripts: list, thebe: bool) -> list:
+    """Drop repeated scripts, and sphinx-thebe's scripts when thebe is off.
+
+    sphinx-thebe adds its inline configuration (`const THEBE_JS_URL = ...`) once per read
+    pass; a second copy is a console error in every page ("Identifier 'THEBE_JS_URL' has
+    already been declared"), and with thebe off neither script does anything.
+
+    Args:
+        scripts: the page's `script_files` (Sphinx `_JavaScript` entries or plain strings).
+        thebe: whether thebe launch buttons are on.
+
+    Returns:
+        The scripts to keep, in their order.
+
+    Example:
+        >>> tidy_scripts(["a.js", "a.js", "_static/sphinx-thebe.js"], thebe=False)
+        ['a.js']
+    """
+    kept, seen = [], set()
+    for script in scripts:
+        filename = getattr(script, "filename", script) or ""
+        body = (getattr(script, "attributes", None) or {}).get("body", "")
+        key = (filename, body)
+        is_thebe = "THEBE_JS_URL" in body or filename.endswith("sphinx-thebe.js")
+        if key in seen or (is_thebe and not thebe):
+            continue
+        seen.add(key)
+        kept.append(script)
+    return kept
+
+
+def _on_page_context(app, pagename, templatename, context, doctree) -> None:
+    if "script_files" in context:
+        thebe = bool(app.config.html_theme_options.get("launch_buttons", {}).get("thebe"))
+        context["script_files"] = tidy_scripts(context["script_files"], thebe)
+
+
+def setup(app):
+    """Register the extension with Sphinx."""
+    app.connect("config-inited", _on_config_inited)
+    app.connect("html-page-context", _on_page_context, priority=900)
+    use_ipc_kernels()
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
