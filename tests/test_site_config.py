@@ -99,3 +99,15 @@ def test_tidy_scripts_drops_duplicates_and_thebe_when_off():
     scripts = [Js("a.js"), thebe_conf, Js("a.js"), thebe_conf, Js("_static/sphinx-thebe.js")]
     assert course_site.tidy_scripts(scripts, thebe=False) == [scripts[0]]
     assert course_site.tidy_scripts(scripts, thebe=True) == [scripts[0], thebe_conf, scripts[4]]
+
+
+def test_the_publishing_workflow_runs_ci_and_deploys_the_built_site():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text("utf-8"))
+    build = workflow["jobs"]["build"]
+    runs = [step.get("run") for step in build["steps"]]
+    assert "bash .ci/run" in runs, "the workflow must build exactly as .ci/run does"
+    uploads = [s for s in build["steps"] if "upload-pages-artifact" in s.get("uses", "")]
+    assert uploads and uploads[0]["with"]["path"] == "_build/html"
+    deploy = workflow["jobs"]["deploy"]
+    assert deploy["needs"] == "build"
+    assert any("deploy-pages" in s.get("uses", "") for s in deploy["steps"])
