@@ -186,12 +186,15 @@ class LiteRTRunner:
         return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def median_latencies(models, x, batch_size=1, repeats=500, num_threads=1, warmup=20):
+def median_latencies(models, x, batch_size=1, repeats=500, num_threads=1, warmup=20,
+                     invoke_only=False):
     """Median seconds per call of each LiteRT model on one batch, timed side by side.
 
-    A call is what an application pays per request: copy the batch in, invoke, read the output.
-    The repetitions are interleaved across the models (the order alternates), so that a burst
-    of load on the machine hits all of them alike.
+    A call is what a Python application pays per request: copy the batch in, invoke, read the
+    output. With `invoke_only` the batch is copied in once and only ``invoke()`` is timed: the
+    runtime's own work, without the Python binding's copies (about a microsecond each), which a
+    C++ app on a device does not pay. The repetitions are interleaved across the models (the
+    order alternates), so that a burst of load on the machine hits all of them alike.
 
     Args:
         models: A dict from a name to LiteRT bytes (from `to_litert`).
@@ -200,6 +203,7 @@ def median_latencies(models, x, batch_size=1, repeats=500, num_threads=1, warmup
         repeats: Timed calls per model, >= 1.
         num_threads: Interpreter threads (see `LiteRTRunner`).
         warmup: Untimed calls per model first.
+        invoke_only: Time ``invoke()`` alone instead of the whole call.
 
     Returns:
         A dict from each name to its median seconds per call (divide by `batch_size` for the
@@ -225,11 +229,13 @@ def median_latencies(models, x, batch_size=1, repeats=500, num_threads=1, warmup
     for runner in runners.values():
         for _ in range(warmup):
             runner(batch)
+    calls = {name: (r.interpreter.invoke if invoke_only else lambda r=r: r(batch))
+             for name, r in runners.items()}
     times = {name: [] for name in runners}
     names = list(runners)
     for repetition in range(repeats):
         for name in names if repetition % 2 else names[::-1]:
             start = time.perf_counter()
-            runners[name](batch)
+            calls[name]()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}

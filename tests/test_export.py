@@ -72,9 +72,11 @@ def test_conversion_writes_nothing_to_stderr(trained, digits, capfd):
     assert capfd.readouterr().err == ""
 
 
-def test_median_latencies_returns_one_positive_median_per_model(float_bytes, digits):
+@pytest.mark.parametrize("invoke_only", [False, True])
+def test_median_latencies_returns_one_positive_median_per_model(float_bytes, digits,
+                                                                invoke_only):
     latencies = export.median_latencies({"a": float_bytes, "b": float_bytes}, digits.x_test,
-                                        batch_size=4, repeats=20)
+                                        batch_size=4, repeats=20, invoke_only=invoke_only)
     assert set(latencies) == {"a", "b"} and all(0 < t < 1 for t in latencies.values())
 
 
