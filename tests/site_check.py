@@ -74,6 +74,12 @@ async () => {
     }
   }
   if (document.fonts) { await document.fonts.ready; }
+  // Load every image now (lazy ones too), so a broken one is told from a late one.
+  const settle = Promise.all(Array.from(document.images).map(async (img) => {
+    if (img.loading === "lazy") img.loading = "eager";
+    try { await img.decode(); } catch (e) { /* reported below as not loaded */ }
+  }));
+  await Promise.race([settle, sleep(20000)]);
   const visible = (root) => {
     const out = [];
     const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
@@ -100,7 +106,10 @@ async () => {
       .map((el) => (el.getAttribute("data-mjx-error") || el.textContent).slice(0, 80));
   const gi = prose.indexOf("{glue");  // code listings may show the syntax on purpose
   const cellOf = (el) => el.closest(".cell");
-  const allowed = (el) => { const c = cellOf(el); return !!c && c.classList.contains("tag_raises-exception"); };
+  const allowed = (el) => {
+    const c = cellOf(el);
+    return !!c && c.classList.contains("tag_raises-exception");
+  };
   const tracebacks = [];
   for (const el of document.querySelectorAll(".output.traceback, .cell_output, .output")) {
     const isTb = el.matches(".output.traceback")
@@ -112,7 +121,8 @@ async () => {
     stderr.push(el.className + ": " + el.textContent.trim().slice(0, 120));
   }
   const warnRe = /(^|\n)\s*(\w*Warning: |WARNING:|W\d{4} \d\d:\d\d|E\d{4} \d\d:\d\d)/;
-  for (const el of document.querySelectorAll(".cell_output .output.stream, .cell_output .output.text_plain")) {
+  const printed = ".cell_output .output.stream, .cell_output .output.text_plain";
+  for (const el of document.querySelectorAll(printed)) {
     if (warnRe.test(el.textContent) && !allowed(el)) stderr.push("warning in output: "
         + el.textContent.trim().slice(0, 120));
   }
@@ -130,8 +140,7 @@ async () => {
           .slice(0, 100));
   const wideImages = Array.from(document.images)
       .filter((i) => i.getBoundingClientRect().width > colWidth + 2).map((i) => i.src);
-  return {mathjax, nMath: mathEls.length, nTypeset: document.querySelectorAll("mjx-container").length,
-          untypeset, rawTex, mathErrors,
+  return {mathjax, nMath: mathEls.length, untypeset, rawTex, mathErrors,
           glue: gi >= 0 ? prose.slice(Math.max(0, gi - 30), gi + 60) : null,
           tracebacks, stderr, images, links, ids, wideCode, wideImages};
 }
@@ -379,6 +388,9 @@ class SiteChecker:
         if self.screenshots and (found or page_name in screenshot_pages):
             self.screenshots.mkdir(parents=True, exist_ok=True)
             shot = self.screenshots / (page_name.replace("/", "__").replace(".html", ".png"))
+            if not found:  # a passing page asked for: show its first display equation
+                page.evaluate("document.querySelector('div.math, mjx-container')"
+                              "?.scrollIntoView({block: 'center'})")
             with contextlib.suppress(Exception):
                 page.screenshot(path=str(shot), full_page=bool(found), timeout=PAGE_TIMEOUT_MS)
                 report.screenshots.append(shot)

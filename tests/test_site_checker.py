@@ -19,7 +19,8 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
                        "60e6kgAAAABJRU5ErkJggg==")
 # What Sphinx + myst-parser put in a page with math: a MathJax config, then the script.
 HEAD = """<meta charset="utf-8"><title>{title}</title>
-<script>window.MathJax = {{"options": {{"processHtmlClass": "tex2jax_process|mathjax_process|math|output_area"}}}}</script>
+<script>window.MathJax = {{"options":
+  {{"processHtmlClass": "tex2jax_process|mathjax_process|math|output_area"}}}}</script>
 <script defer src="_static/mathjax/tex-chtml-full.js"></script>"""
 CLEAN_BODY = r"""
 <h1 id="top">A clean page</h1>
@@ -45,7 +46,8 @@ ValueError: on purpose</pre></div></div>
 <pre>code may show $$ x $$, \( y \) and {glue:text}`name` literally</pre>
 """
 OTHER = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>other</title></head>
-<body><main><article><h2 id="section">Section</h2><p>No math here.</p></article></main></body></html>"""
+<body><main><article><h2 id="section">Section</h2><p>No math here.</p></article></main>
+</body></html>"""
 SEARCH_OK = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>search</title></head>
 <body><main><ul class="search"><li>hit</li></ul></main></body></html>"""
 SEARCH_EMPTY = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>search</title></head>
