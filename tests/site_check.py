@@ -389,7 +389,8 @@ class SiteChecker:
             self.screenshots.mkdir(parents=True, exist_ok=True)
             shot = self.screenshots / (page_name.replace("/", "__").replace(".html", ".png"))
             if not found:  # a passing page asked for: show its first display equation
-                page.evaluate("document.querySelector('div.math, mjx-container')"
+                page.evaluate("(document.querySelector('div.math mjx-container')"
+                              " || document.querySelector('mjx-container'))"
                               "?.scrollIntoView({block: 'center'})")
             with contextlib.suppress(Exception):
                 page.screenshot(path=str(shot), full_page=bool(found), timeout=PAGE_TIMEOUT_MS)
