@@ -57,12 +57,34 @@ def plan_local_steps(client_rows, local_epochs, batch_size, rng):
 class ClientTrainer:
     """One compiled model that performs the local updates of all clients of a round.
 
+    The model's variables are sorted by what they are in federated learning:
+
+    * federated weights (`variables`, the list `run_fedavg` broadcasts, averages and returns):
+      the trainable variables, then the moving statistics (mean, variance) of every trainable
+      `BatchNormalization` layer, which training updates and FedAvg averages like a weight;
+    * frozen weights (`frozen_variables`): every other non-trainable variable, e.g. a layer
+      built with ``trainable=False`` or a preprocessing layer's constants. Each client holds
+      them, none uploads them; `load_frozen` sets them from a run's `model_fn`, and
+      `check_frozen` refuses (ValueError naming the variable and its layer) a model whose
+      training changes one, since FedAvg would silently ignore that change;
+    * tensorflow-model-optimization's bookkeeping (each `PruneLowMagnitude` wrapper's mask,
+      threshold and step counter), recognised by identity (the wrappers' own variables,
+      never by name) and managed here, never sent.
+
+    Random layers (Dropout, SpatialDropout, GaussianNoise, GaussianDropout, AlphaDropout and
+    Keras' random augmentation layers: every layer drawing from a Keras `RandomGenerator`) are
+    rewired to one `tf.random.Generator` that `train` resets for each client from that client's
+    seed, so a round's randomness is a function of the seeds passed in, whatever ran before in
+    the process, and the round function is traced once.
+
     Args:
-        model: An uncompiled `tf.keras` model (built by the run's `model_fn`). Its trainable
-            variables are the federated weights; the only other variables allowed are
-            tensorflow-model-optimization's pruning bookkeeping (masks, thresholds, steps).
+        model: An uncompiled `tf.keras` model (built by the run's `model_fn`), whose layers
+            compute in float32 (a mixed-precision policy is refused, see `check_model`).
         masked: Whether clients train under server-given masks (`set_masks`): after every
             SGD step masked-out weights are set back to exactly zero.
+
+    Raises:
+        ValueError: From `check_model`.
 
     Example:
         >>> from prunefl_lite.models import mlp_2nn
@@ -76,16 +98,23 @@ class ClientTrainer:
     """
 
     def __init__(self, model, masked=False):
+        check_model(model)
         self.model = model
-        self.variables = list(model.trainable_variables)
-        self._check_variables(model)
+        parts = classify_variables(model)
+        self.num_trainable = len(parts["trainable"])
+        self.variables = parts["trainable"] + parts["statistics"]
+        self.frozen_variables = parts["frozen"]
+        self.batch_norm_index = _batch_norm_index(model, self.variables)
         self.masked = masked
         self._global = [tf.Variable(v, trainable=False) for v in self.variables]
         self._masks = [tf.Variable(tf.ones(v.shape, tf.bool), trainable=False)
                        for v in self.variables]
         self._learning_rate = tf.Variable(0.0, trainable=False)
-        self._step_vars = [v for v in model.non_trainable_variables if "pruning_step" in v.name]
+        self._step_vars = [layer.pruning_step for layer in _tfmot_wrappers(model)]
         self._tfmot_masks = self._find_tfmot_masks(model)
+        self._rng = tf.random.Generator.from_seed(0, alg="philox")
+        self._random_layers = _rewire_random_layers(model, self._rng)
+        self._frozen_values = [v.numpy() for v in self.frozen_variables]
         self._loss = tf.keras.losses.SparseCategoricalCrossentropy(
             from_logits=not outputs_probabilities(model), reduction="none"
         )
@@ -93,30 +122,47 @@ class ClientTrainer:
         self._round_fn = self._evaluate_fn = None
         self.traces = 0  # how many times the round function was traced (tests pin this)
 
-    def _check_variables(self, model):
-        """Refuse models whose non-trainable state FedAvg would silently ignore."""
-        for v in model.non_trainable_variables:
-            if not any(key in v.name for key in ("mask", "threshold", "pruning_step")):
-                raise ValueError(
-                    f"model has non-trainable variable {v.name!r} (e.g. BatchNormalization "
-                    "statistics); prunefl_lite averages trainable weights only, so use a model "
-                    "without such layers"
-                )
-
     def _find_tfmot_masks(self, model):
         """Pairs (index of a kernel in `variables`, its tfmot mask variable), for wrapped layers."""
         index = {v.ref(): i for i, v in enumerate(self.variables)}
-        return [(index[w.ref()], m) for layer in model.layers
-                for w, m, _ in getattr(layer, "pruning_vars", [])]
+        return [(index[w.ref()], m) for layer in _tfmot_wrappers(model)
+                for w, m, _ in layer.pruning_vars]
 
     def get_weights(self):
-        """The current trainable weights as a list of NumPy arrays."""
+        """The current federated weights (trainable, then BatchNorm statistics), as NumPy arrays."""
         return [v.numpy() for v in self.variables]
 
     def set_weights(self, weights):
-        """Load a list of arrays into the model's trainable variables."""
+        """Load a list of arrays into the federated variables (the order of `get_weights`)."""
         for v, w in zip(self.variables, weights, strict=True):
             v.assign(w)
+
+    def load_frozen(self, values):
+        """Set the frozen (non-trainable, non-statistics) variables, e.g. from a run's model_fn.
+
+        Raises:
+            ValueError: If `values` does not hold one array of the right shape per variable.
+        """
+        if len(values) != len(self.frozen_variables):
+            raise ValueError(f"values must hold {len(self.frozen_variables)} frozen arrays, "
+                             f"got {len(values)}")
+        for v, value in zip(self.frozen_variables, values):
+            if tuple(v.shape) != np.shape(value):
+                raise ValueError(f"values for {v.name!r} must have shape {tuple(v.shape)}, "
+                                 f"got {np.shape(value)}")
+            v.assign(value)
+        self._frozen_values = [np.array(value, copy=True) for value in values]
+
+    def check_frozen(self):
+        """Raise ValueError if training changed a frozen variable (naming it and its layer)."""
+        for v, value in zip(self.frozen_variables, self._frozen_values):
+            if not np.array_equal(v.numpy(), value, equal_nan=True):
+                raise ValueError(
+                    f"non-trainable variable {v.name!r} (layer {v.name.split('/')[0]!r}) changed "
+                    "during local training; prunefl_lite federates trainable weights and "
+                    "BatchNormalization moving statistics and holds every other non-trainable "
+                    "variable fixed, so it cannot train this layer"
+                )
 
     def set_masks(self, masks):
         """Set the masks (True = keep) that `train` enforces after every step."""
@@ -134,24 +180,32 @@ class ClientTrainer:
         """Trace-once signatures: any number of examples, steps, clients and any batch size."""
         spec = tf.TensorSpec
         x_spec = spec([None, *example_shape], tf.float32)
+        local_specs = [spec([None, *self.variables[i].shape], self.variables[i].dtype)
+                       for i in self.batch_norm_index]
         self._round_fn = tf.function(self._round, input_signature=[
             x_spec, spec([None], tf.int64), spec([None, None], tf.int32),
             spec([None, None], tf.float32), spec([None], tf.int32), spec([None], tf.int32),
-            spec([None], tf.int64),
+            spec([None], tf.int64), spec([None], tf.int64), local_specs,
         ])
         self._evaluate_fn = tf.function(self._evaluate, input_signature=[
             x_spec, spec([None], tf.int64)])
 
-    def train(self, global_weights, plan, learning_rate, pruning_steps=None):
+    def train(self, global_weights, plan, learning_rate, pruning_steps=None, seeds=None,
+              local_weights=None):
         """Run every client of `plan` from `global_weights`; return their final weights.
 
         Args:
-            global_weights: The weights every client starts from.
+            global_weights: The weights every client starts from (the order of `get_weights`).
             plan: The output of `plan_local_steps`.
             learning_rate: Local SGD step size.
             pruning_steps: For models wrapped by tensorflow-model-optimization: one value per
                 client, the step its pruning step counter starts from (tfmot's wrapper adds one
                 per training batch, and its schedule reads the counter). Default zeros.
+            seeds: One int64 per client: the seed of its random layers (Dropout, noise,
+                augmentation) this round. Default zeros.
+            local_weights: For FedBN (Li et al. 2021): one array per entry of
+                `batch_norm_index`, of shape (clients, *weight shape): each client's own
+                BatchNorm values to start from. Default: the global ones.
 
         Returns:
             A list of arrays, one per weight, each with a leading axis of one row per client.
@@ -159,21 +213,27 @@ class ClientTrainer:
         for g, w in zip(self._global, global_weights, strict=True):
             g.assign(w)
         self._learning_rate.assign(learning_rate)
+        num_clients = len(plan["start"])
         if pruning_steps is None:
-            pruning_steps = np.zeros(len(plan["start"]), np.int64)
+            pruning_steps = np.zeros(num_clients, np.int64)
+        if seeds is None:
+            seeds = np.zeros(num_clients, np.int64)
+        if local_weights is None:
+            local_weights = [np.repeat(np.asarray(global_weights[i])[None], num_clients, 0)
+                             for i in self.batch_norm_index]
         stacked = self._round_fn(
             self._x, self._y, plan["rows"], plan["weights"], plan["start"], plan["stop"],
-            np.asarray(pruning_steps, np.int64),
+            np.asarray(pruning_steps, np.int64), np.asarray(seeds, np.int64), local_weights,
         )
         return [s.numpy() for s in stacked]
 
-    def _round(self, x, y, rows, weights, start, stop, pruning_steps):
+    def _round(self, x, y, rows, weights, start, stop, pruning_steps, seeds, local_weights):
         self.traces += 1
         num_clients = tf.shape(start)[0]
         results = [tf.TensorArray(v.dtype, size=num_clients, element_shape=v.shape)
                    for v in self.variables]
         for k in tf.range(num_clients):
-            self._start_client(pruning_steps[k])
+            self._start_client(pruning_steps[k], seeds[k], [w[k] for w in local_weights])
             for s in tf.range(start[k], stop[k]):
                 self._sgd_step(tf.gather(x, rows[s]), tf.gather(y, rows[s]), weights[s])
             for i, mask in self._tfmot_masks:  # what UpdatePruningStep does at an epoch's end
@@ -181,30 +241,36 @@ class ClientTrainer:
             results = [r.write(k, _plus_zero(v)) for r, v in zip(results, self.variables)]
         return [r.stack() for r in results]
 
-    def _start_client(self, pruning_step):
+    def _start_client(self, pruning_step, seed, local_start):
         for v, g in zip(self.variables, self._global):
             v.assign(g)
+        for i, value in zip(self.batch_norm_index, local_start):
+            self.variables[i].assign(value)
         for step in self._step_vars:
             step.assign(pruning_step)
         for i, mask in self._tfmot_masks:  # a client starts from the global model's zeros
             mask.assign(tf.cast(tf.not_equal(self._global[i], 0.0), mask.dtype))
+        if self._random_layers:
+            self._rng.reset(tf.stack([tf.constant(0, tf.int64), tf.constant(0, tf.int64), seed]))
 
     def _sgd_step(self, xb, yb, wb):
+        trainable = self.variables[: self.num_trainable]
         with tf.GradientTape() as tape:
             per_example = self._loss(yb, self.model(xb, training=True))
             loss = tf.reduce_sum(per_example * wb) / tf.maximum(tf.reduce_sum(wb), 1.0)
-        grads = tape.gradient(loss, self.variables)
-        for v, g in zip(self.variables, grads):
+        grads = tape.gradient(loss, trainable)
+        for v, g in zip(trainable, grads):
             v.assign_sub(self._learning_rate * g)
         if self.masked:
-            for v, m in zip(self.variables, self._masks):  # exact zeros, even where v is NaN
+            for v, m in zip(trainable, self._masks):  # exact zeros, even where v is NaN
                 v.assign(tf.where(m, v, tf.zeros_like(v)))
 
     def evaluate(self, weights, x, y):
         """Mean loss and accuracy of `weights` on `(x, y)`.
 
         Returns:
-            A `(loss, accuracy)` pair of floats.
+            A `(loss, accuracy)` pair of floats (mean cross-entropy in nats; accuracy as a
+            fraction in [0, 1]).
         """
         self.set_weights(weights)
         loss, correct = self._evaluate_fn(np.asarray(x, np.float32), np.asarray(y, np.int64))
@@ -215,6 +281,112 @@ class ClientTrainer:
         loss = tf.reduce_mean(self._loss(y, out))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, axis=-1), y), tf.int32))
         return loss, correct
+
+
+def _all_layers(model):
+    """Every layer inside `model` (nested models and tfmot wrappers' inner layers included)."""
+    return [m for m in model._flatten_layers(include_self=False, recursive=True)]
+
+
+def _tfmot_wrappers(model):
+    """tfmot's PruneLowMagnitude wrappers in `model` (they own a step counter and pruning_vars)."""
+    return [layer for layer in _all_layers(model)
+            if hasattr(layer, "pruning_step") and hasattr(layer, "pruning_vars")]
+
+
+def check_model(model):
+    """Refuse, up front, a model the trainer cannot train correctly.
+
+    Raises:
+        ValueError: If a layer computes in a dtype other than float32 (e.g. under the
+            ``mixed_float16`` or ``mixed_bfloat16`` policy of
+            `tf.keras.mixed_precision.set_global_policy`): the compiled SGD step and the
+            payload encoder work in float32, and mixed precision without loss scaling would
+            train wrongly. The message names the layer and the policy.
+
+    Example:
+        >>> from prunefl_lite.models import mlp_2nn
+        >>> check_model(mlp_2nn((4,), 3))
+    """
+    for layer in [model, *_all_layers(model)]:
+        policy = getattr(layer, "dtype_policy", None)
+        compute = getattr(policy, "compute_dtype", "float32")
+        if compute not in (None, "float32"):
+            raise ValueError(
+                f"layer {layer.name!r} must compute in float32, got dtype policy "
+                f"{getattr(policy, 'name', compute)!r}: prunefl_lite trains in float32 only; "
+                "call tf.keras.mixed_precision.set_global_policy('float32') before model_fn "
+                "builds the model"
+            )
+    for v in model.trainable_variables:
+        if v.dtype != tf.float32:
+            raise ValueError(f"trainable variable {v.name!r} must be float32, got {v.dtype.name}")
+
+
+def classify_variables(model):
+    """Sort a model's variables into trainable, BatchNorm statistics, frozen and tfmot bookkeeping.
+
+    Bookkeeping is recognised by identity: the masks, thresholds and step counters that
+    tensorflow-model-optimization's wrappers own. Statistics are the moving mean and variance
+    of each trainable `BatchNormalization` layer (a frozen BatchNorm layer runs in inference
+    mode, so its statistics are frozen weights).
+
+    Returns:
+        A dict of lists of variables: "trainable", "statistics", "frozen", "bookkeeping",
+        each in the model's order.
+
+    Example:
+        >>> model = tf.keras.Sequential([tf.keras.Input((3,)),
+        ...                              tf.keras.layers.BatchNormalization(),
+        ...                              tf.keras.layers.Dense(2, trainable=False)])
+        >>> {k: len(v) for k, v in classify_variables(model).items()}
+        {'trainable': 2, 'statistics': 2, 'frozen': 2, 'bookkeeping': 0}
+    """
+    bookkeeping = set()
+    for layer in _tfmot_wrappers(model):
+        bookkeeping.add(id(layer.pruning_step))
+        for _, mask, threshold in layer.pruning_vars:
+            bookkeeping.update((id(mask), id(threshold)))
+    statistics = set()
+    for layer in _all_layers(model):
+        if _is_batch_norm(layer) and layer.trainable:
+            statistics.update((id(layer.moving_mean), id(layer.moving_variance)))
+    others = list(model.non_trainable_variables)
+    return {
+        "trainable": list(model.trainable_variables),
+        "statistics": [v for v in others if id(v) in statistics],
+        "frozen": [v for v in others if id(v) not in statistics | bookkeeping],
+        "bookkeeping": [v for v in others if id(v) in bookkeeping],
+    }
+
+
+def _is_batch_norm(layer):
+    return isinstance(layer, tf.keras.layers.BatchNormalization)
+
+
+def _batch_norm_index(model, variables):
+    """Indices in `variables` of every variable of a trainable BatchNormalization layer."""
+    index = {id(v): i for i, v in enumerate(variables)}
+    found = []
+    for layer in _all_layers(model):
+        if _is_batch_norm(layer) and layer.trainable:
+            found += [index[id(v)] for v in layer.weights if id(v) in index]
+    return sorted(found)
+
+
+def _rewire_random_layers(model, generator):
+    """Make every Keras random layer of `model` draw from `generator`; return those layers."""
+    from tf_keras.src import backend as keras_backend
+
+    rewired = []
+    for layer in [model, *_all_layers(model)]:
+        rng = getattr(layer, "_random_generator", None)
+        if isinstance(rng, keras_backend.RandomGenerator):
+            rng._rng_type = keras_backend.RandomGenerator.RNG_STATEFUL
+            rng._generator = generator
+            rng._built = True
+            rewired.append(layer)
+    return rewired
 
 
 def _plus_zero(v):

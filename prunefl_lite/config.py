@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from prunefl_lite.validate import check_fraction, check_int, check_number
+from prunefl_lite.validate import check_choice, check_fraction, check_int, check_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,8 +19,18 @@ class FedConfig:
         seed: Seed of client sampling, shuffling, dropout and model initialisation.
         server_learning_rate: Step alpha of the server update w + alpha * (average - w);
             1.0 is plain FedAvg.
-        dropout_rate: Fraction of the sampled clients that fail each round, in [0, 1).
+        dropout_rate: Probability in [0, 1) that a sampled client fails in a round: each
+            sampled client fails independently (seeded), so on average
+            ``dropout_rate * clients_per_round`` fail (29 of 50 at 0.58), the count varies
+            from round to round, and a round may lose all its clients (then the global model
+            is kept). A failed client has downloaded the model; it uploads nothing.
         eval_every: Evaluate the global model every this many rounds (and after the last).
+        batch_norm: What happens to BatchNormalization layers: "average" (default: their
+            moving mean and variance are averaged weighted by n_k like every weight, as
+            averaging all of Keras' ``get_weights()`` does in Flower) or "local" (FedBN, Li et
+            al., ICLR 2021: every BatchNorm variable, scale, offset and statistics, stays on
+            its client and is never sent; the global model is evaluated with the n_k-weighted
+            mean of the clients' own values).
 
     Example:
         >>> config = FedConfig(num_rounds=5, clients_per_round=3)
@@ -44,6 +54,7 @@ class FedConfig:
     server_learning_rate: float = 1.0
     dropout_rate: float = 0.0
     eval_every: int = 1
+    batch_norm: str = "average"
 
     def __post_init__(self):
         check_int("num_rounds", self.num_rounds, 1)
@@ -55,3 +66,4 @@ class FedConfig:
         check_number("server_learning_rate", self.server_learning_rate, 0, low_open=True)
         check_fraction("dropout_rate", self.dropout_rate)
         check_int("eval_every", self.eval_every, 1)
+        check_choice("batch_norm", self.batch_norm, ("average", "local"))

@@ -7,6 +7,8 @@ import pickle
 
 import numpy as np
 
+from prunefl_lite.validate import check_fraction, check_int, check_number
+
 OFFLINE = ("digits", "breast_cancer")
 ON_DISK = ("mnist", "fashion_mnist", "cifar10")
 
@@ -73,11 +75,9 @@ def load_dataset(name, *, test_fraction=0.2, validation_fraction=0.2, seed=0, ca
         >>> ds.x_train.shape, ds.x_val.shape, ds.x_test.shape, ds.num_classes
         ((1149, 8, 8, 1), (288, 8, 8, 1), (360, 8, 8, 1), 10)
     """
-    if not 0 <= validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
+    check_fraction("validation_fraction", validation_fraction)
     if name in OFFLINE:
-        if not 0 < test_fraction < 1:
-            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+        check_number("test_fraction", test_fraction, 0, 1, low_open=True, high_open=True)
         ds = _load_sklearn(name, test_fraction, seed)
     elif name in ON_DISK:
         ds = _load_keras(name, pathlib.Path(cache_dir or pathlib.Path.home() / ".keras/datasets"))
@@ -206,10 +206,7 @@ def _check_partition_args(y, num_clients):
     y = np.asarray(y)
     if y.ndim != 1 or len(y) == 0:
         raise ValueError(f"y must be a non-empty 1-d array of labels, got shape {y.shape}")
-    if isinstance(num_clients, bool) or not isinstance(num_clients, (int, np.integer)):
-        raise ValueError(f"num_clients must be an integer in [1, {len(y)}], got {num_clients!r}")
-    if not 1 <= num_clients <= len(y):
-        raise ValueError(f"num_clients must be an integer in [1, {len(y)}], got {num_clients!r}")
+    check_int("num_clients", num_clients, 1, len(y))
     return y
 
 
@@ -259,8 +256,7 @@ def partition_dirichlet(y, num_clients, alpha=0.5, seed=0, max_tries=100):
         (60, True)
     """
     y = _check_partition_args(y, num_clients)
-    if not (isinstance(alpha, (int, float)) and alpha > 0 and np.isfinite(alpha)):
-        raise ValueError(f"alpha must be a number in (0, inf), got {alpha!r}")
+    check_number("alpha", alpha, 0, low_open=True)
     rng = np.random.default_rng(seed)
     for _ in range(max_tries):
         parts = [[] for _ in range(num_clients)]
@@ -296,13 +292,7 @@ def partition_shards(y, num_clients, shards_per_client=2, seed=0):
         [True, True, True, True, True]
     """
     y = _check_partition_args(y, num_clients)
-    if isinstance(shards_per_client, bool) or not isinstance(shards_per_client, int) or (
-        not 1 <= shards_per_client <= len(y) // num_clients
-    ):
-        raise ValueError(
-            f"shards_per_client must be an integer in [1, {len(y) // num_clients}] for "
-            f"{len(y)} examples and {num_clients} clients, got {shards_per_client!r}"
-        )
+    check_int("shards_per_client", shards_per_client, 1, len(y) // num_clients)
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(len(y))
     by_label = shuffled[np.argsort(y[shuffled], kind="stable")]

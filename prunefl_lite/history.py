@@ -7,7 +7,8 @@ import numpy as np
 
 METRICS = (
     "accuracy", "loss", "bytes_up", "bytes_down", "sparsity", "seconds",
-    "clients_completed", "clients_rejected", "clients_dropped",
+    "clients_completed", "clients_rejected", "clients_dropped", "clients_sampled",
+    "bytes_down_each",
 )
 
 
@@ -19,9 +20,14 @@ class History:
         rounds: One dict per round with the keys in `METRICS` (accuracy and loss of the global
             model on the test data after the round; bytes_up / bytes_down: lengths of the real
             encoded payloads sent that round; sparsity: fraction of zeros in the global model's
-            kernels; seconds: wall time of the round; client counts).
+            kernels; seconds: wall time of the round; client counts; clients_sampled: the
+            sampled client ids, sorted; bytes_down_each: what each of them downloaded, in
+            the same order, in bytes).
         config: The run's `FedConfig` as a dict.
-        final_weights: The global model's weights after the last round.
+        final_weights: The global model's federated weights after the last round (trainable
+            weights, then BatchNorm moving statistics), a list of NumPy arrays.
+        client_weights: Under FedBN (``batch_norm="local"``): client id -> that client's own
+            BatchNorm arrays; empty otherwise.
 
     Example:
         >>> h = History(rounds=[{"accuracy": 0.5}, {"accuracy": 0.75}])
@@ -32,6 +38,7 @@ class History:
     rounds: list = dataclasses.field(default_factory=list)
     config: dict = dataclasses.field(default_factory=dict)
     final_weights: list = dataclasses.field(default_factory=list)
+    client_weights: dict = dataclasses.field(default_factory=dict)
 
     def metric(self, name):
         """The values of one metric, one per round (see `METRICS`)."""
@@ -56,11 +63,10 @@ class History:
 
     def save(self, path):
         """Write the history, weights included, to a JSON file."""
-        data = dataclasses.asdict(self)
-        data["final_weights"] = [
-            {"dtype": str(w.dtype), "shape": list(w.shape), "values": w.ravel().tolist()}
-            for w in self.final_weights
-        ]
+        data = {"rounds": self.rounds, "config": self.config,
+                "final_weights": _arrays_to_json(self.final_weights),
+                "client_weights": {str(k): _arrays_to_json(v)
+                                   for k, v in self.client_weights.items()}}
         with open(path, "w", encoding="utf-8") as f:
             json.dump(data, f)
 
@@ -69,8 +75,16 @@ class History:
         """Read a history written by `save`."""
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        weights = [
-            np.array(w["values"], dtype=w["dtype"]).reshape(w["shape"])
-            for w in data["final_weights"]
-        ]
-        return cls(rounds=data["rounds"], config=data["config"], final_weights=weights)
+        clients = {int(k): _arrays_from_json(v)
+                   for k, v in data.get("client_weights", {}).items()}
+        return cls(rounds=data["rounds"], config=data["config"],
+                   final_weights=_arrays_from_json(data["final_weights"]), client_weights=clients)
+
+
+def _arrays_to_json(arrays):
+    return [{"dtype": str(w.dtype), "shape": list(w.shape), "values": w.ravel().tolist()}
+            for w in arrays]
+
+
+def _arrays_from_json(items):
+    return [np.array(w["values"], dtype=w["dtype"]).reshape(w["shape"]) for w in items]

@@ -52,11 +52,11 @@ def test_shards_give_each_client_at_most_shards_per_client_classes():
          "shards_per_client must be an integer in [1, 30]"),
         (lambda: data.partition_dirichlet(Y, 300, alpha=0.01, max_tries=2), "left a client empty"),
         (lambda: data.load_dataset("imagenet"), "name must be one of"),
-        (lambda: data.load_dataset("digits", test_fraction=1.0), "test_fraction must be in (0, 1)"),
+        (lambda: data.load_dataset("digits", test_fraction=1.0), "test_fraction must be a number in (0, 1)"),
         (lambda: data.load_dataset("digits", validation_fraction=1.0),
-         "validation_fraction must be in [0, 1), got 1.0"),
+         "validation_fraction must be a number in [0, 1), got 1.0"),
         (lambda: data.load_dataset("digits", validation_fraction=-0.1),
-         "validation_fraction must be in [0, 1), got -0.1"),
+         "validation_fraction must be a number in [0, 1), got -0.1"),
     ],
 )
 def test_each_validation_rule(call, message):

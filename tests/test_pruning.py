@@ -475,3 +475,44 @@ def test_prune_units_keeps_largest_norms_and_shrinks_count_params():
     smaller = pruning.prune_units(model, 0.5)
     assert smaller.count_params() == 64 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
     assert [layer.name for layer in smaller.layers] == [layer.name for layer in model.layers]
+
+
+# --- issue 9: every schedule fires within the steps it is given, or is refused ------------------
+
+
+@pytest.mark.parametrize("frequency", [1, 10, 100])
+def test_constant_schedule_reaches_its_target_in_six_steps(digits, update_step, frequency):
+    x, y = digits
+    pruned = _compiled(pruning.prune_with_tfmot(_model(), 0.5, schedule="constant",
+                                                frequency=frequency))
+    pruned.fit(x[:120], y[:120], batch_size=64, epochs=3, verbose=0,
+               callbacks=[update_step()])  # 2 steps per epoch: 6 steps
+    kernels = [w for w in pruning.strip(pruned).get_weights() if w.ndim == 2]
+    assert [pruning.sparsity([k]) for k in kernels] == pytest.approx([0.5] * 3, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(schedule="constant", begin_step=7, train_steps=6), "begin_step must be <= train_steps"),
+        (dict(end_step=20, train_steps=6), "end_step must be <= train_steps"),
+        (dict(end_step=20, train_steps=0), "train_steps must be an integer >= 1"),
+    ],
+)
+def test_a_schedule_that_cannot_fire_within_train_steps_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pruning.prune_with_tfmot(_model(), 0.5, **kwargs)
+
+
+@pytest.mark.parametrize("batch_size", [1000, 40, 9], ids=["1 step", "2 steps", "8 steps"])
+def test_client_pruning_reaches_its_target_whatever_the_local_steps(batch_size):
+    import prunefl_lite as pfl
+
+    ds = load_dataset("digits")
+    clients = [(ds.x_train[:70], ds.y_train[:70])]  # one client: the aggregate is its model
+    config = pfl.FedConfig(num_rounds=2, clients_per_round=1, batch_size=batch_size, seed=0)
+    strategy = pruning.ClientPruning(0.5, end_round=2)
+    pfl.run_fedavg(lambda: mlp_2nn((8, 8, 1), 10, hidden_units=32), clients,
+                   (ds.x_test, ds.y_test), config, pruning=strategy)
+    # tfmot prunes each kernel (output layer too) to the scheduled sparsity during training
+    assert strategy.aggregate_sparsity[-1] == pytest.approx(0.5, abs=0.01)

@@ -61,11 +61,20 @@ def _tfmot():
     return tfmot
 
 
-def _tfmot_schedule(target_sparsity, begin_step, end_step, frequency, initial_sparsity, schedule):
-    """Build tfmot's `PolynomialDecay` or `ConstantSparsity` after checking the arguments."""
+def _tfmot_schedule(target_sparsity, begin_step, end_step, frequency, initial_sparsity, schedule,
+                    train_steps=None):
+    """Build tfmot's `PolynomialDecay` or `ConstantSparsity` after checking the arguments.
+
+    tfmot counts steps from 1 (its wrapper adds one to the counter before it may update the
+    masks) and updates them only at steps t with t >= begin_step and
+    (t - begin_step) % frequency == 0. A constant schedule asked to start at step 0 therefore
+    starts at step 1 (else its first update would wait `frequency` steps, or never come).
+    """
     check_choice("schedule", schedule, ("polynomial", "constant"))
     check_fraction("target_sparsity", target_sparsity)
     check_int("frequency", frequency, 1)
+    if train_steps is not None:
+        check_int("train_steps", train_steps, 1)
     keras_sparsity = _tfmot().sparsity.keras
     if schedule == "constant":
         if initial_sparsity != 0:
@@ -74,10 +83,10 @@ def _tfmot_schedule(target_sparsity, begin_step, end_step, frequency, initial_sp
                 f"'polynomial' uses it), got {initial_sparsity!r}"
             )
         check_int("begin_step", begin_step, 0)
-        end_step = -1 if end_step is None else end_step
-        if end_step != -1:
-            check_int("end_step", end_step, begin_step)
-        return keras_sparsity.ConstantSparsity(target_sparsity, begin_step, end_step, frequency)
+        first = max(begin_step, 1)
+        end_step = -1 if end_step is None else check_int("end_step", end_step, first)
+        _check_fires(first, train_steps, "begin_step")
+        return keras_sparsity.ConstantSparsity(target_sparsity, first, end_step, frequency)
     if end_step is None:
         raise ValueError("end_step is required with schedule='polynomial', got None")
     polynomial_sparsity(begin_step, target_sparsity, begin_step, end_step, initial_sparsity)
@@ -87,9 +96,19 @@ def _tfmot_schedule(target_sparsity, begin_step, end_step, frequency, initial_sp
             f"got {end_step - begin_step}: tfmot updates masks only at begin_step + "
             f"k * frequency, so the target sparsity would never be applied"
         )
+    _check_fires(end_step, train_steps, "end_step")
     return keras_sparsity.PolynomialDecay(
         initial_sparsity, target_sparsity, begin_step, end_step, frequency=frequency
     )
+
+
+def _check_fires(step, train_steps, name):
+    """Raise if the mask update that matters (at `step`) falls after the last training step."""
+    if train_steps is not None and step > train_steps:
+        raise ValueError(
+            f"{name} must be <= train_steps ({train_steps}) so that tfmot's mask update at step "
+            f"{step} happens during training, got {step}"
+        )
 
 
 def prune_with_tfmot(
@@ -100,6 +119,7 @@ def prune_with_tfmot(
     frequency=10,
     initial_sparsity=0.0,
     schedule="polynomial",
+    train_steps=None,
 ):
     """Wrap a copy of `model` with tfmot's `prune_low_magnitude` and a sparsity schedule.
 
@@ -115,14 +135,21 @@ def prune_with_tfmot(
     Args:
         model: A built `tf.keras` Sequential or functional model.
         target_sparsity: Final sparsity of every kernel, in [0, 1).
-        begin_step: Step at which pruning starts.
+        begin_step: Step at which pruning starts, an integer >= 0. Steps are training
+            batches counted from 1, as tfmot counts them; the masks are recomputed at steps
+            begin_step + k * frequency (k = 0, 1, ...) that are >= 1 (so with "polynomial"
+            and begin_step=0 the first update is at step `frequency`).
         end_step: Step at which the target is reached; required for "polynomial", and
             end_step - begin_step must be a multiple of `frequency`. For "constant", None means
             prune until training ends.
         frequency: Masks are recomputed every `frequency` steps between begin and end.
         initial_sparsity: Sparsity at `begin_step` ("polynomial" only).
         schedule: "polynomial" (Zhu & Gupta; tfmot's `PolynomialDecay`) or "constant"
-            (`ConstantSparsity`: the target at once, from `begin_step`).
+            (`ConstantSparsity`: the target at once from `begin_step`, and from the first
+            batch when begin_step=0, then re-applied every `frequency` steps).
+        train_steps: Optional number of training steps you will run. Given, a schedule whose
+            first update ("constant") or final update ("polynomial", at end_step) would come
+            after the last step is refused instead of silently leaving the model dense.
 
     Returns:
         A new model whose layers are `PruneLowMagnitude` wrappers; compile and fit it.
@@ -134,7 +161,7 @@ def prune_with_tfmot(
         ['prune_low_magnitude_dense...']
     """
     schedule = _tfmot_schedule(
-        target_sparsity, begin_step, end_step, frequency, initial_sparsity, schedule
+        target_sparsity, begin_step, end_step, frequency, initial_sparsity, schedule, train_steps
     )
     if not isinstance(model, tf.keras.Model):
         raise TypeError(f"model must be a tf.keras.Model, got {type(model).__name__}")
