@@ -19,9 +19,11 @@ install`), aborts and records every request that leaves the site, and fails on:
 - ``console``: a browser console error or an uncaught JavaScript exception;
 - ``external``: a request to any other host (blocked);
 - ``search``: the offline search page finding nothing for a word of the book;
+- ``width``: at 1280 px, a code block whose longest line has at most 88 columns (the course's
+  limit) still scrolls sideways, or an image is wider than the text column;
 - ``load``: a page that does not load or cannot be inspected.
 
-Code blocks wider than the column at 1280 px are reported as notes (not failures). On failure a
+Code lines over 88 columns that scroll sideways are reported as notes (not failures). On failure a
 full-page screenshot of the page is saved (default `_build/site_check/`). Exit status 1 when
 any problem is found. The server and the browser are stopped on every path out.
 """
@@ -44,7 +46,8 @@ import time
 import urllib.parse
 
 KINDS = ("math", "glue", "traceback", "stderr", "image", "link", "console", "external",
-         "search", "load")
+         "search", "width", "load")
+CODE_COLUMNS = 88  # the course's limit for a line of code
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium",
                        "/usr/bin/chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -136,8 +139,7 @@ async () => {
   const colWidth = col.getBoundingClientRect().width;
   const wideCode = Array.from(document.querySelectorAll(".cell_input pre, div.highlight pre"))
       .filter((p) => p.scrollWidth > p.clientWidth + 2)
-      .map((p) => (p.textContent.split("\n").reduce((a, b) => (b.length > a.length ? b : a), ""))
-          .slice(0, 100));
+      .map((p) => p.textContent.split("\n").reduce((a, b) => (b.length > a.length ? b : a), ""));
   const wideImages = Array.from(document.images)
       .filter((i) => i.getBoundingClientRect().width > colWidth + 2).map((i) => i.src);
   return {mathjax, nMath: mathEls.length, untypeset, rawTex, mathErrors,
@@ -378,10 +380,15 @@ class SiteChecker:
                       for u in dict.fromkeys(external)]
             anchors[page_name] = set(info["ids"])
             links[page_name] = info["links"]
-            report.notes += [f"{page_name}: code wider than the column at 1280 px: {c!r}"
-                             for c in info["wideCode"]]
-            report.notes += [f"{page_name}: image wider than the column: {u}"
-                             for u in info["wideImages"]]
+            for line in info["wideCode"]:
+                if len(line) <= CODE_COLUMNS:  # it could fit: the layout is at fault
+                    found.append(Problem("width", page_name, f"a {len(line)}-column code line "
+                                         f"scrolls sideways at 1280 px: {line[:100]!r}"))
+                else:
+                    report.notes.append(f"{page_name}: a {len(line)}-column code line (over "
+                                        f"{CODE_COLUMNS}) scrolls sideways: {line[:100]!r}")
+            found += [Problem("width", page_name, f"image wider than the text column: {u}")
+                      for u in info["wideImages"]]
         except Exception as exc:  # noqa: BLE001 - a page that cannot be checked is a failure
             found.append(Problem("load", page_name, f"page could not be checked: {exc}"))
         report.problems += found

@@ -128,6 +128,12 @@ BROKEN = {
                                            'href="https://cdn.example.org/x.css">'),
                          {"external"}),
     "search_finds_nothing": (dict(search=SEARCH_EMPTY), {"search"}),
+    "code_that_could_fit_scrolls": (
+        dict(body=CLEAN_BODY + '<div class="highlight"><pre style="font-size: 40px">'
+             + "x = 1  # " + "y" * 70 + "</pre></div>"), {"width"}),
+    "image_wider_than_the_column": (
+        dict(body=CLEAN_BODY + '<img src="_images/dot.png" style="width: 3000px" alt="x">'),
+        {"width"}),
 }
 
 WHOLE_SITE_CASES = ("broken_redirect", "broken_anchor", "broken_internal_link",
@@ -140,6 +146,15 @@ def test_clean_site_passes(checker, tmp_path):
     assert report.problems == []
     assert report.pages == ["index.html", "other.html", "page.html", "search.html"]
     assert report.screenshots == [], "a passing page gets no screenshot unless asked"
+
+
+@needs_chromium
+def test_a_code_line_over_the_limit_is_a_note_not_a_failure(checker, tmp_path):
+    body = CLEAN_BODY + '<div class="highlight"><pre>' + "z" * 400 + "</pre></div>"
+    report = checker.check(make_site(tmp_path / "site", body=body), pages=["page.html"],
+                           search_word=None)
+    assert report.ok, [str(p) for p in report.problems]
+    assert len(report.notes) == 1 and "400-column" in report.notes[0]
 
 
 @needs_chromium
