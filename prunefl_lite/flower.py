@@ -39,9 +39,9 @@ from flwr.serverapp import ServerApp
 from flwr.serverapp.strategy import Strategy
 
 from prunefl_lite import compress
-from prunefl_lite.client import ClientTrainer, plan_local_steps
+from prunefl_lite.client import ClientTrainer, check_model, classify_variables, plan_local_steps
 from prunefl_lite.config import FedConfig
-from prunefl_lite.fedavg import kernel_sparsity
+from prunefl_lite.fedavg import client_seeds, kernel_sparsity, sample_round
 from prunefl_lite.history import History
 from prunefl_lite.server import server_update
 from prunefl_lite.strategy import NoPruning
@@ -93,7 +93,8 @@ def run_config_to_config(run_config):
     values = {}
     for f in dataclasses.fields(FedConfig):
         value = run_config[f.name.replace("_", "-")]
-        values[f.name] = float(value) if isinstance(f.default, float) else int(value)
+        kind = type(f.default)  # TOML keeps ints, floats, strings, booleans apart
+        values[f.name] = kind(value) if kind in (bool, int, float, str) else value
     return FedConfig(**values)
 
 
@@ -129,11 +130,17 @@ def _payload_of(record):
 
 
 def message_bytes(message):
-    """Serialised size of a Flower message: the bytes of every object Flower pushes for it.
+    """Serialised size of a Flower message (or record): the bytes of every object it sends.
 
     Flower 1.42 splits a message into objects (the message, its records, arrays and array
     chunks) and sends each one's serialised body; this sums their lengths. The transport's own
-    framing (HTTP headers) and the polling requests are not included.
+    framing (HTTP headers) and the polling requests are not included. A download is measured
+    before the grid stamps its 64-character message id (in the header object).
+
+    Example:
+        >>> dense = ArrayRecord([np.zeros((100, 10), np.float32)])
+        >>> message_bytes(dense) > 4000  # Flower sends arrays dense: 4 bytes per weight
+        True
     """
     from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
@@ -168,9 +175,7 @@ def _client_train(msg, context):
     x, y = data["x"], data["y"]
     round_num, partition = int(settings["server-round"]), int(context.node_config["partition-id"])
     weights, masks = _received_weights(msg, settings, context)
-    model = job["model_fn"]()
-    strategy.start([v.numpy() for v in model.trainable_variables], config)
-    trainer = ClientTrainer(strategy.wrap_model(model), masked=strategy.masked)
+    trainer = _build_trainer(job["model_fn"], strategy, config)[0]
     trainer.set_data(x, y)
     if strategy.masked:
         trainer.set_masks([np.ones(w.shape, bool) if m is None else m
@@ -178,12 +183,32 @@ def _client_train(msg, context):
     rng = np.random.default_rng([config.seed, round_num, partition])
     plan = plan_local_steps([np.arange(len(y))], config.local_epochs, config.batch_size, rng)
     steps = strategy.pruning_steps(round_num, plan["stop"] - plan["start"])
-    trained = [s[0] for s in trainer.train(weights, plan, config.learning_rate, steps)]
+    seeds = client_seeds(config.seed, round_num, [partition])
+    trained = [s[0] for s in trainer.train(weights, plan, config.learning_rate, steps, seeds)]
     trained = strategy.client_upload(round_num, partition, trained, weights)
     upload = compress.encode(trained, known_masks=masks)
     metrics = MetricRecord({"num-examples": len(y), "partition-id": partition})
     return Message(RecordDict({"arrays": _payload_record(upload), "metrics": metrics}),
                    reply_to=msg)
+
+
+def _build_trainer(model_fn, strategy, config):
+    """Build the model as run_fedavg does (seeded), start the strategy, return a trainer.
+
+    Returns the trainer and the initial federated weights (trainable weights, then BatchNorm
+    statistics); frozen weights come from `model_fn` on every node, as in run_fedavg.
+    """
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(config.seed)  # the initial weights of run_fedavg's seed
+    model = model_fn()
+    check_model(model)
+    parts = classify_variables(model)
+    weights = strategy.start([v.numpy() for v in parts["trainable"] + parts["statistics"]],
+                             config)
+    trainer = ClientTrainer(strategy.wrap_model(model), masked=strategy.masked)
+    trainer.load_frozen([v.numpy() for v in parts["frozen"]])
+    return trainer, weights
 
 
 def _received_weights(msg, settings, context):
@@ -235,11 +260,12 @@ def _hold_masks(context, masks):
 class PackageStrategy(Strategy):
     """A Flower `Strategy` whose rounds are those of `run_fedavg`, by the package's hooks.
 
-    `configure_train` samples nodes as `run_fedavg` samples clients, asks the package strategy
-    for the round's masks and sends each node a `compress.encode` payload (values only when
-    the node already holds the masks); `aggregate_train` decodes the uploads, rejects
-    non-finite ones, and calls the strategy's `aggregate`, `server_update` and `finish_round`.
-    Evaluation is central (the ServerApp's test data), as in `run_fedavg`.
+    `configure_train` samples nodes with `run_fedavg`'s rule (`fedavg.sample_round`; nodes
+    drawn to drop out are not contacted), asks the package strategy for the round's masks and
+    sends each node a `compress.encode` payload (values only when the node already holds the
+    masks); `aggregate_train` decodes the uploads in partition order, rejects non-finite ones,
+    and calls the strategy's `aggregate`, `server_update` and `finish_round`. Evaluation is
+    central (the ServerApp's test data), as in `run_fedavg`.
 
     Args:
         strategy: A `NoPruning` instance or subclass (the same object `run_fedavg` takes).
@@ -280,9 +306,9 @@ class PackageStrategy(Strategy):
         start = time.perf_counter()
         weights = self._current_weights = arrays.to_numpy_ndarrays()
         nodes = self._nodes(grid)
-        sampled = self.rng.choice(len(nodes), size=self.config.clients_per_round, replace=False)
-        dropped = int(self.config.dropout_rate * len(sampled))
-        answering = np.sort(self.rng.permutation(sampled)[dropped:])
+        sampled, answering = sample_round(self.rng, len(nodes), self.config.clients_per_round,
+                                          self.config.dropout_rate)
+        dropped = len(sampled) - len(answering)  # not contacted: they would not answer
         masks = self.strategy.round_masks(server_round, weights)
         messages = [self._train_message(server_round, nodes[i], weights, masks) for i in answering]
         self._round = {"start": start, "masks": masks, "dropped": dropped,
@@ -362,16 +388,11 @@ server_app = ServerApp()
 @server_app.main()
 def _server_main(grid, context):
     """Build the initial model as run_fedavg does, run the rounds, write the History JSON."""
-    import tensorflow as tf
-
     run_config = context.run_config
     config = run_config_to_config(run_config)
     job = _read_job(run_config["job"])
     strategy, test = job["strategy"], job["test"]
-    tf.keras.utils.set_random_seed(config.seed)  # the same initial weights as run_fedavg
-    model = job["model_fn"]()
-    weights = strategy.start([v.numpy() for v in model.trainable_variables], config)
-    trainer = ClientTrainer(strategy.wrap_model(model), masked=strategy.masked)
+    trainer, weights = _build_trainer(job["model_fn"], strategy, config)
     trainer.set_data(*test)
     flower_strategy = PackageStrategy(strategy, config, trainer, test,
                                         int(run_config["num-nodes"]))
@@ -465,6 +486,7 @@ class LocalDeployment:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pfl-flower-"))
         self.start_timeout = start_timeout
         self.processes = {}  # name -> Popen
+        self.commands = []  # the command lines started, in order (for display)
         self.port = None
         self._runs = 0
 
@@ -509,6 +531,8 @@ class LocalDeployment:
 
     def _spawn(self, name, command):
         """Start one process in its own process group, logging to `workdir/name.log`."""
+        self.commands.append(" ".join(
+            [Path(command[0]).name] + [f"'{c}'" if " " in c else c for c in command[1:]]))
         with open(self.workdir / f"{name}.log", "wb") as log:
             self.processes[name] = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -557,11 +581,14 @@ class LocalDeployment:
             pruning: None or a strategy object, as for `run_fedavg`.
             timeout: Seconds before `flwr run` is stopped and a RuntimeError raised.
         """
-        if self.port is None:
-            raise RuntimeError("the deployment is not started: use it in a with block")
+        if getattr(config, "batch_norm", "average") != "average":
+            raise ValueError("config.batch_norm must be 'average' on Flower (FedBN's local "
+                             f"statistics are not bridged), got {config.batch_norm!r}")
         if config.clients_per_round > len(self.clients):
             raise ValueError(f"clients_per_round must be in [1, {len(self.clients)}] (the "
                              f"number of SuperNodes), got {config.clients_per_round}")
+        if self.port is None:
+            raise RuntimeError("the deployment is not started: use it in a with block")
         self._runs += 1
         job, out = self.workdir / f"job_{self._runs}.pkl", self.workdir / f"history_{self._runs}.json"
         _write_job(job, model_fn, pruning if pruning is not None else NoPruning(), test)
