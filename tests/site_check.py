@@ -512,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"site check: {len(report.pages)} pages, {len(report.problems)} problems, "
           f"{len(report.notes)} notes, {report.seconds:.0f} s "
           f"({', '.join(sorted(report.kinds())) or 'all checks passed'})")
+    failed = len({p.page for p in report.problems})
+    print(f"pages: {len(report.pages) - failed} passed, {failed} failed")
     return 0 if report.ok else 1
 
 
