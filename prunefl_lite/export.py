@@ -16,6 +16,7 @@ post-training quantisation, on an MNIST model.
 import contextlib
 import gzip
 import io
+import logging
 import os
 import statistics
 import sys
@@ -30,16 +31,26 @@ QUANTIZE = (None, "int8")
 
 @contextlib.contextmanager
 def _quiet_stderr():
-    """Silence file descriptor 2 and Python's sys.stderr and warnings inside the block."""
+    """Silence fd 2, Python's stdout/stderr, warnings and TensorFlow's INFO logs in the block.
+
+    The converter saves a temporary SavedModel and logs "Assets written to ..." through the
+    "tensorflow" logger; the C++ parts write to fd 2. Exceptions still propagate.
+    """
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
     try:
         os.dup2(devnull, 2)
-        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        logger.setLevel(logging.ERROR)
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(
+            io.StringIO()
+        ), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
+        logger.setLevel(level)
         os.dup2(saved, 2)
         os.close(devnull)
         os.close(saved)

@@ -66,10 +66,13 @@ def test_pruned_zeros_compress_but_do_not_shrink_the_raw_file(trained, float_byt
     assert export.gzip_size(sparse_bytes) < 0.6 * export.gzip_size(float_bytes)
 
 
-def test_conversion_writes_nothing_to_stderr(trained, digits, capfd):
+def test_conversion_writes_nothing_to_stdout_or_stderr(trained, digits, capfd, caplog):
+    caplog.set_level("INFO")
     export.to_litert(trained, quantize="int8", representative_data=digits.x_train[:10])
     export.LiteRTRunner(export.to_litert(trained))
-    assert capfd.readouterr().err == ""
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+    assert not [r for r in caplog.records if r.name == "tensorflow" and r.levelname == "INFO"]
 
 
 @pytest.mark.parametrize("invoke_only", [False, True])
