@@ -106,7 +106,6 @@ class ClientTrainer:
         self.frozen_variables = parts["frozen"]
         self.batch_norm_index = _batch_norm_index(model, self.variables)
         self.masked = masked
-        self._global = [tf.Variable(v, trainable=False) for v in self.variables]
         self._masks = [tf.Variable(tf.ones(v.shape, tf.bool), trainable=False)
                        for v in self.variables]
         self._learning_rate = tf.Variable(0.0, trainable=False)
@@ -136,6 +135,9 @@ class ClientTrainer:
         """Load a list of arrays into the federated variables (the order of `get_weights`)."""
         for v, w in zip(self.variables, weights, strict=True):
             v.assign(w)
+
+    def _weight_specs(self, leading=()):
+        return [tf.TensorSpec([*leading, *v.shape], v.dtype) for v in self.variables]
 
     def load_frozen(self, values):
         """Set the frozen (non-trainable, non-statistics) variables, e.g. from a run's model_fn.
@@ -182,13 +184,13 @@ class ClientTrainer:
         x_spec = spec([None, *example_shape], tf.float32)
         local_specs = [spec([None, *self.variables[i].shape], self.variables[i].dtype)
                        for i in self.batch_norm_index]
-        self._round_fn = tf.function(self._round, input_signature=[
+        # concrete functions: calling them skips tf.function's per-call signature matching
+        self._round_fn = tf.function(self._round).get_concrete_function(
             x_spec, spec([None], tf.int64), spec([None, None], tf.int32),
             spec([None, None], tf.float32), spec([None], tf.int32), spec([None], tf.int32),
-            spec([None], tf.int64), spec([None], tf.int64), local_specs,
-        ])
-        self._evaluate_fn = tf.function(self._evaluate, input_signature=[
-            x_spec, spec([None], tf.int64)])
+            spec([None], tf.int64), spec([None], tf.int64), self._weight_specs(), local_specs)
+        self._evaluate_fn = tf.function(self._evaluate).get_concrete_function(
+            x_spec, spec([None], tf.int64), self._weight_specs())
 
     def train(self, global_weights, plan, learning_rate, pruning_steps=None, seeds=None,
               local_weights=None):
@@ -210,8 +212,6 @@ class ClientTrainer:
         Returns:
             A list of arrays, one per weight, each with a leading axis of one row per client.
         """
-        for g, w in zip(self._global, global_weights, strict=True):
-            g.assign(w)
         self._learning_rate.assign(learning_rate)
         num_clients = len(plan["start"])
         if pruning_steps is None:
@@ -223,17 +223,22 @@ class ClientTrainer:
                              for i in self.batch_norm_index]
         stacked = self._round_fn(
             self._x, self._y, plan["rows"], plan["weights"], plan["start"], plan["stop"],
-            np.asarray(pruning_steps, np.int64), np.asarray(seeds, np.int64), local_weights,
+            np.asarray(pruning_steps, np.int64), np.asarray(seeds, np.int64),
+            [np.asarray(w, v.dtype.as_numpy_dtype) for w, v in zip(global_weights,
+                                                                   self.variables, strict=True)],
+            local_weights,
         )
         return [s.numpy() for s in stacked]
 
-    def _round(self, x, y, rows, weights, start, stop, pruning_steps, seeds, local_weights):
+    def _round(self, x, y, rows, weights, start, stop, pruning_steps, seeds, global_weights,
+               local_weights):
         self.traces += 1
         num_clients = tf.shape(start)[0]
         results = [tf.TensorArray(v.dtype, size=num_clients, element_shape=v.shape)
                    for v in self.variables]
         for k in tf.range(num_clients):
-            self._start_client(pruning_steps[k], seeds[k], [w[k] for w in local_weights])
+            self._start_client(global_weights, pruning_steps[k], seeds[k],
+                               [w[k] for w in local_weights])
             for s in tf.range(start[k], stop[k]):
                 self._sgd_step(tf.gather(x, rows[s]), tf.gather(y, rows[s]), weights[s])
             for i, mask in self._tfmot_masks:  # what UpdatePruningStep does at an epoch's end
@@ -241,15 +246,15 @@ class ClientTrainer:
             results = [r.write(k, _plus_zero(v)) for r, v in zip(results, self.variables)]
         return [r.stack() for r in results]
 
-    def _start_client(self, pruning_step, seed, local_start):
-        for v, g in zip(self.variables, self._global):
+    def _start_client(self, global_weights, pruning_step, seed, local_start):
+        for v, g in zip(self.variables, global_weights):
             v.assign(g)
         for i, value in zip(self.batch_norm_index, local_start):
             self.variables[i].assign(value)
         for step in self._step_vars:
             step.assign(pruning_step)
         for i, mask in self._tfmot_masks:  # a client starts from the global model's zeros
-            mask.assign(tf.cast(tf.not_equal(self._global[i], 0.0), mask.dtype))
+            mask.assign(tf.cast(tf.not_equal(global_weights[i], 0.0), mask.dtype))
         if self._random_layers:
             self._rng.reset(tf.stack([tf.constant(0, tf.int64), tf.constant(0, tf.int64), seed]))
 
@@ -268,15 +273,24 @@ class ClientTrainer:
     def evaluate(self, weights, x, y):
         """Mean loss and accuracy of `weights` on `(x, y)`.
 
+        Args:
+            weights: The federated weights (the order of `get_weights`).
+            x, y: Examples and integer labels: arrays, or tensors (float32, int64) that a
+                caller evaluating every round converts once.
+
         Returns:
             A `(loss, accuracy)` pair of floats (mean cross-entropy in nats; accuracy as a
             fraction in [0, 1]).
         """
-        self.set_weights(weights)
-        loss, correct = self._evaluate_fn(np.asarray(x, np.float32), np.asarray(y, np.int64))
+        loss, correct = self._evaluate_fn(
+            _as_tensor(x, tf.float32), _as_tensor(y, tf.int64),
+            [np.asarray(w, v.dtype.as_numpy_dtype) for w, v in zip(weights, self.variables,
+                                                                   strict=True)])
         return float(loss), float(correct) / len(y)
 
-    def _evaluate(self, x, y):
+    def _evaluate(self, x, y, weights):
+        for v, w in zip(self.variables, weights):
+            v.assign(w)
         out = self.model(x, training=False)
         loss = tf.reduce_mean(self._loss(y, out))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, axis=-1), y), tf.int32))
@@ -387,6 +401,13 @@ def _rewire_random_layers(model, generator):
             rng._built = True
             rewired.append(layer)
     return rewired
+
+
+def _as_tensor(values, dtype):
+    """`values` as a tensor of `dtype` (a tensor of that dtype is used as it is, not copied)."""
+    if isinstance(values, tf.Tensor) and values.dtype == dtype:
+        return values
+    return tf.convert_to_tensor(np.asarray(values, dtype.as_numpy_dtype))
 
 
 def _plus_zero(v):

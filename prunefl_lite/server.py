@@ -48,12 +48,13 @@ def weighted_average(weight_lists, num_examples):
     """
     counts = _check_updates(weight_lists, num_examples)
     share = counts / counts.sum()
-    return [
-        sum(s * np.asarray(ws[i], np.float64) for s, ws in zip(share, weight_lists)).astype(
-            np.asarray(weight_lists[0][i]).dtype
-        )
-        for i in range(len(weight_lists[0]))
-    ]
+    averaged = []
+    for i, first in enumerate(weight_lists[0]):
+        total = np.zeros(np.shape(first), np.float64)
+        for s, ws in zip(share, weight_lists):
+            total += ws[i] * s  # s is a float64 scalar: the product is float64, in one pass
+        averaged.append(total.astype(np.asarray(first).dtype))
+    return averaged
 
 
 def keepers_average(weight_lists, num_examples):
