@@ -161,6 +161,17 @@ def sample_round(rng, num_clients, clients_per_round, dropout_rate):
 def client_seeds(seed, round_num, client_ids):
     """The seed of each client's random layers in one round, derived from (seed, round, client).
 
+    NumPy's `SeedSequence` hashes the three numbers, so neighbouring clients and rounds get
+    unrelated streams, and a client's stream does not depend on who else was sampled.
+
+    Args:
+        seed: The run's `config.seed`.
+        round_num: The round, from 1.
+        client_ids: The clients' indices into `run_fedavg`'s `clients`.
+
+    Returns:
+        An int64 array with one non-negative seed per client.
+
     Example:
         >>> a = client_seeds(0, 1, [3, 5]); b = client_seeds(0, 1, [3, 5])
         >>> bool((a == b).all()), a.dtype.name, bool(a[0] != a[1])

@@ -41,13 +41,17 @@ class History:
     client_weights: dict = dataclasses.field(default_factory=dict)
 
     def metric(self, name):
-        """The values of one metric, one per round (see `METRICS`)."""
+        """The values of one metric, one per round (see `METRICS`).
+
+        Raises:
+            ValueError: If `name` is not in `METRICS`.
+        """
         if name not in METRICS:
             raise ValueError(f"name must be one of {METRICS}, got {name!r}")
         return [r.get(name) for r in self.rounds]
 
     def total(self, name):
-        """Sum of a metric over all rounds, e.g. `total("bytes_up")`."""
+        """Sum of a metric over all rounds, e.g. `total("bytes_up")` (bytes), as a float."""
         return float(np.sum(self.metric(name)))
 
     def tail_mean(self, name, last=5):
@@ -55,7 +59,7 @@ class History:
         return float(np.mean(self.metric(name)[-last:]))
 
     def rounds_to_reach(self, accuracy):
-        """First round (1-based) whose accuracy is >= `accuracy`, or None if never reached."""
+        """First round (1-based) whose accuracy (a fraction) is >= `accuracy`, or None."""
         for i, value in enumerate(self.metric("accuracy"), start=1):
             if value is not None and value >= accuracy:
                 return i

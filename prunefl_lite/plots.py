@@ -30,6 +30,9 @@ def plot_label_counts(counts, ax=None, title="Examples per class on each client"
         title: Axes title.
         legend: Draw the class legend (turn off on all but one panel of a multi-panel figure).
 
+    Returns:
+        `(fig, ax)`: the matplotlib Figure and Axes (x: client index, y: examples).
+
     Example:
         >>> fig, ax = plot_label_counts(np.array([[3, 1], [0, 4]]))
         >>> ax.get_xlabel()
@@ -58,6 +61,13 @@ def plot_histories(histories, metric="accuracy", x="round", ax=None, title=None)
         ax: Axes to draw on.
         title: Axes title.
 
+    Returns:
+        `(fig, ax)`: the matplotlib Figure and Axes; a fraction metric such as accuracy is
+        plotted as it is stored (label from `METRIC_LABELS`).
+
+    Raises:
+        ValueError: If `x` is neither "round" nor "bytes_up".
+
     Example:
         >>> from prunefl_lite.history import History
         >>> rounds = [{"accuracy": 0.5, "bytes_up": 10}, {"accuracy": 0.7, "bytes_up": 9}]
@@ -67,7 +77,7 @@ def plot_histories(histories, metric="accuracy", x="round", ax=None, title=None)
         'cumulative bytes uploaded (MB)'
     """
     if x not in ("round", "bytes_up"):
-        raise ValueError(f"x must be 'round' or 'bytes_up', got {x!r}")
+        raise ValueError(f"x must be one of 'round', 'bytes_up', got {x!r}")
     fig, ax = _axes(ax)
     for label, history in histories.items():
         values = np.array(history.metric(metric), dtype=float)

@@ -65,6 +65,17 @@ def keepers_average(weight_lists, num_examples):
     denser than any client. Averaging over the keepers only (as in LotteryFL and FedDST) keeps
     the magnitudes; a weight no client kept stays zero.
 
+    Args:
+        weight_lists: One list of NumPy arrays per client, all with the same shapes.
+        num_examples: The clients' example counts n_k (>= 0, positive sum).
+
+    Returns:
+        A list of arrays (dtype of the first client's arrays): per entry,
+        sum_k n_k [w_k != 0] w_k / sum_k n_k [w_k != 0], or 0 where no client kept it.
+
+    Raises:
+        ValueError: On empty input, mismatched counts or shapes, or non-finite values.
+
     Example:
         >>> avg = keepers_average([[np.array([2.0, 0.0])], [np.array([4.0, 0.0])]], [1, 1])
         >>> avg[0].tolist()
@@ -89,7 +100,16 @@ def server_update(global_weights, average, server_learning_rate=1.0):
     """The server step w + alpha * (average - w); alpha = 1 returns the average (plain FedAvg).
 
     The source articles write theta + alpha (theta' - theta) without saying what theta' is: it
-    is this rule only when theta' is the weighted average of the client models.
+    is this rule only when theta' is the weighted average of the client models. With
+    alpha != 1 it is the server learning rate of FedOpt with SGD (Reddi et al., ICLR 2021).
+
+    Args:
+        global_weights: The global model before the round, a list of arrays.
+        average: The aggregate of the clients (same shapes).
+        server_learning_rate: alpha > 0.
+
+    Returns:
+        A new list of arrays with the dtypes of `global_weights` (computed in float64).
 
     Example:
         >>> server_update([np.array([1.0])], [np.array([3.0])], 0.5)[0].tolist()

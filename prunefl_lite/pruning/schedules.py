@@ -154,6 +154,12 @@ def prune_with_tfmot(
     Returns:
         A new model whose layers are `PruneLowMagnitude` wrappers; compile and fit it.
 
+    Raises:
+        TypeError: If `model` is not a `tf.keras.Model` or an argument has the wrong type.
+        ValueError: If an argument is out of range, the polynomial schedule's end_step is
+            missing or not begin_step + a multiple of `frequency`, or (with `train_steps`) the
+            schedule's decisive mask update would fall after the last training step.
+
     Example:
         >>> model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
         >>> pruned = prune_with_tfmot(model, 0.5, end_step=20)
@@ -183,6 +189,12 @@ def _wrappers(model):
 
 def tfmot_masks(pruned_model):
     """Read tfmot's masks back from the wrapper layers, in the order of the wrapped kernels.
+
+    Args:
+        pruned_model: A model wrapped by `prune_with_tfmot` (or tfmot's `prune_low_magnitude`).
+
+    Returns:
+        A list of boolean arrays (True = kept), one per wrapped kernel, shaped like it.
 
     Example:
         >>> model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])

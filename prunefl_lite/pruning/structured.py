@@ -68,9 +68,21 @@ def kept_units(model, fraction, ord=2):
 
     Each hidden layer keeps its round((1 - fraction) * units) units (at least 1) of largest norm;
     a stable sort breaks ties (the lower index goes first). The output layer is not pruned.
+    Ranking units by weight norm is the filter-pruning rule of Li et al. (ICLR 2017).
+
+    Args:
+        model: A built tf.keras Sequential of the layers `prune_units` supports.
+        fraction: Fraction of each hidden layer's units to remove, in [0, 1).
+        ord: Norm used to rank units: 1, 2 or ``np.inf``.
 
     Returns:
-        A dict from layer name to the sorted indices of the kept units.
+        A dict from layer name to the sorted int64 indices of the kept units.
+
+    Raises:
+        TypeError: If `model` is not a Sequential, or `fraction` not a number.
+        ValueError: If `fraction` or `ord` is out of range, the model is unbuilt, or it holds
+            a layer other than InputLayer, Flatten, Dense, Dropout, Conv2D, MaxPooling2D,
+            AveragePooling2D (the message names it).
 
     Example:
         >>> model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(2),
@@ -130,6 +142,9 @@ def prune_units(model, fraction, ord=2):
 
     Returns:
         A new `tf.keras.Sequential` with fewer parameters.
+
+    Raises:
+        TypeError, ValueError: As `kept_units`.
 
     Example:
         >>> model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(6),
