@@ -277,7 +277,8 @@ class PackageStrategy(Strategy):
 
     def __init__(self, strategy, config, trainer, test, num_nodes, node_timeout=300.0):
         if not isinstance(strategy, NoPruning):
-            raise ValueError(f"strategy must be a NoPruning instance, got {type(strategy).__name__}")
+            raise ValueError(
+                f"strategy must be a NoPruning instance, got {type(strategy).__name__}")
         self.strategy, self.config, self.trainer, self.test = strategy, config, trainer, test
         self.num_nodes, self.node_timeout = num_nodes, node_timeout
         self.rng = np.random.default_rng(config.seed)
@@ -590,7 +591,8 @@ class LocalDeployment:
         if self.port is None:
             raise RuntimeError("the deployment is not started: use it in a with block")
         self._runs += 1
-        job, out = self.workdir / f"job_{self._runs}.pkl", self.workdir / f"history_{self._runs}.json"
+        job = self.workdir / f"job_{self._runs}.pkl"
+        out = self.workdir / f"history_{self._runs}.json"
         _write_job(job, model_fn, pruning if pruning is not None else NoPruning(), test)
         overrides = {**config_to_run_config(config), "job": str(job), "history-path": str(out)}
         run_config = self.workdir / f"run_{self._runs}.toml"
