@@ -368,7 +368,7 @@ def test_batch_norm_statistics_are_averaged_by_example_count():
     assert len(history.final_weights) == 6 and history.client_weights == {}
 
 
-def test_fedbn_keeps_every_batch_norm_variable_on_its_client():
+def test_fedbn_keeps_every_batch_norm_variable_on_its_client(tmp_path):
     a, b, clients, test, model_fn, config = _batch_norm_setup()
     config = dataclasses.replace(config, num_rounds=2, batch_norm="local")
     history = pfl.run_fedavg(model_fn, clients, test, config)
@@ -382,6 +382,10 @@ def test_fedbn_keeps_every_batch_norm_variable_on_its_client():
     for i, j in zip((0, 1, 4, 5), range(4)):  # the global model: n_k-weighted mean of them
         np.testing.assert_allclose(history.final_weights[i], (20 * own[0][j] + 10 * own[1][j]) / 30,
                                    rtol=1e-5, atol=1e-6)
+    history.save(tmp_path / "fedbn.json")
+    loaded = pfl.History.load(tmp_path / "fedbn.json").client_weights
+    assert sorted(loaded) == [0, 1] and all(
+        np.array_equal(x, y) for k in own for x, y in zip(own[k], loaded[k], strict=True))
     dense = [w for i, w in enumerate(history.final_weights) if i in (2, 3)]
     assert max(history.metric("bytes_up")) < 2 * len(compress.encode(dense)) + 200
 
