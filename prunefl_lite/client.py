@@ -71,6 +71,11 @@ class ClientTrainer:
       threshold and step counter), recognised by identity (the wrappers' own variables,
       never by name) and managed here, never sent.
 
+    One caveat with BatchNormalization: batches have a fixed shape, so a client's last,
+    partial batch is padded with copies of that client's first example. The padding has loss
+    weight zero (gradients are exact), but it does enter that batch's BatchNorm statistics.
+    Choose `batch_size` dividing the client sizes (or B >= the largest client) to avoid it.
+
     Random layers (Dropout, SpatialDropout, GaussianNoise, GaussianDropout, AlphaDropout and
     Keras' random augmentation layers: every layer drawing from a Keras `RandomGenerator`) are
     rewired to one `tf.random.Generator` that `train` resets for each client from that client's
