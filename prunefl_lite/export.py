@@ -89,9 +89,10 @@ def to_litert(model, quantize=None, representative_data=None):
     """Convert a Keras model to LiteRT flatbuffer bytes (a ``.tflite`` file's content).
 
     The model is traced as a `tf.function` with a free batch dimension and converted with
-    TensorFlow's `TFLiteConverter` (from the concrete function: tf-keras models cannot use the
-    converter's Keras 3 entry point). Zeros of a pruned model are stored as zeros: the file has
-    the dense model's size, and only compression (gzip) or a sparse format profits from them.
+    TensorFlow's `TFLiteConverter.from_concrete_functions` (which goes through a temporary
+    SavedModel; the route works for tf-keras models, whatever Keras TensorFlow defaults to).
+    Zeros of a pruned model are stored as zeros: the file has the dense model's size, and only
+    compression (gzip) or a sparse format profits from them.
 
     Args:
         model: A built `tf.keras` model with one input, without tfmot wrappers (strip first).
