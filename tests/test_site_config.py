@@ -111,3 +111,57 @@ def test_the_publishing_workflow_runs_ci_and_deploys_the_built_site():
     deploy = workflow["jobs"]["deploy"]
     assert deploy["needs"] == "build"
     assert any("deploy-pages" in s.get("uses", "") for s in deploy["steps"])
+
+
+MYST_NOTEBOOK = """---
+jupytext:
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+
+# Page
+
+```{code-cell} ipython3
+print(6 * 7)
+```
+"""
+
+
+def test_the_book_build_runs_notebooks_in_a_subfolder_over_ipc(tmp_path):
+    """A tiny book with the course's _config.yml: the kernel (cwd sub/) and the build
+    (another cwd) must find the same IPC sockets, and the TCP warning must be gone.
+    (With relative socket names the MyST notebook's kernel never answers.)"""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    config = copy.deepcopy(CONFIG)
+    config["sphinx"]["local_extensions"] = {"course_site": str(ROOT / "book" / "_ext")}
+    config["sphinx"]["config"]["html_static_path"] = [str(ROOT / "book" / "_static")]
+    config["bibtex_bibfiles"] = ["refs.bib"]
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    (tmp_path / "refs.bib").write_text("", encoding="utf-8")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: sub/nb\n  - file: sub/page\n",
+        encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "page.md").write_text(MYST_NOTEBOOK, encoding="utf-8")
+    (tmp_path / "intro.md").write_text("# Intro\n\nMath $x^2$.\n", encoding="utf-8")
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# Sub\n"),
+               nbformat.v4.new_code_cell("print(6 * 7)")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}})
+    nbformat.write(nb, tmp_path / "sub" / "nb.ipynb")
+    jb = pathlib.Path(sys.executable).with_name("jupyter-book")
+    run = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n", "--keep-going"],
+                         capture_output=True, text=True, timeout=600)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-3000:]
+    assert "without encryption" not in log
+    site = tmp_path / "_build" / "html"
+    for page in ("nb", "page"):
+        assert "42" in (site / "sub" / f"{page}.html").read_text(encoding="utf-8"), page
+    intro = (site / "intro.html").read_text(encoding="utf-8")
+    assert 'src="_static/mathjax/tex-chtml-full.js' in intro and "THEBE_JS_URL" not in intro

@@ -14,6 +14,7 @@ Loaded by jupyter-book through `sphinx: local_extensions` in `_config.yml`. It d
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Any
 
 BINDERHUB_URL = "https://mybinder.org"
@@ -95,12 +96,21 @@ def use_ipc_kernels() -> bool:
     if not hasattr(cache_utils, "executenb"):
         return False
 
+    runtime_dir = jupyter_runtime_dir()
+
     class IPCKernelManager(AsyncKernelManager):
-        """An async kernel manager on the IPC transport."""
+        """An async kernel manager on the IPC transport, sockets in Jupyter's runtime dir."""
 
         @default("transport")
         def _transport_default(self) -> str:
             return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            # An absolute path: the kernel runs in the notebook's folder, the client in
+            # the book's, so a relative socket name ("kernel-ipc") would differ between them.
+            os.makedirs(runtime_dir, exist_ok=True)
+            return os.path.join(runtime_dir, f"nb-{uuid.uuid4().hex[:12]}-ipc")
 
     def execute_over_ipc(nb, cwd=None, km=None, **kwargs):
         if km is None:
