@@ -5,12 +5,15 @@
   (`prune_with_tfmot`, `tfmot_masks`, `strip`, `pruning_variables`);
 * `report`: per-array sparsity tables (`sparsity_report`);
 * `structured`: removing whole units and filters (`unit_norms`, `kept_units`, `prune_units`);
-* `federated`: pruning strategies for `run_fedavg` (`GlobalPruning`, `ClientPruning`).
+* `federated`: pruning strategies for `run_fedavg` (`GlobalPruning`, `ClientPruning`);
+* `dynamic`: sparse from round 1 with federated prune-and-regrow (`DynamicPruning`) and
+  server optimisers (`ServerOptimizer`: FedAvgM, FedAdam).
 
 No module here imports the round loop (`prunefl_lite.fedavg`); the strategies build on the
 protocol in `prunefl_lite.strategy`.
 """
 
+from prunefl_lite.pruning.dynamic import DynamicPruning, ServerOptimizer, erk_densities
 from prunefl_lite.pruning.federated import ClientPruning, GlobalPruning
 from prunefl_lite.pruning.masks import apply_masks, kernel_sparsity, magnitude_masks, sparsity
 from prunefl_lite.pruning.report import ReportRow, SparsityReport, format_report, sparsity_report
@@ -26,8 +29,9 @@ from prunefl_lite.pruning.structured import kept_units, prune_units, unit_norms
 from prunefl_lite.strategy import NoPruning
 
 __all__ = [
-    "ClientPruning", "GlobalPruning", "NoPruning", "ReportRow", "SparsityReport", "VariableInfo",
-    "apply_masks", "format_report", "kept_units", "kernel_sparsity", "magnitude_masks",
+    "ClientPruning", "DynamicPruning", "GlobalPruning", "NoPruning", "ReportRow",
+    "ServerOptimizer", "SparsityReport", "VariableInfo",
+    "apply_masks", "erk_densities", "format_report", "kept_units", "kernel_sparsity", "magnitude_masks",
     "polynomial_sparsity", "prune_units", "prune_with_tfmot", "pruning_variables",
     "sparsity", "sparsity_report", "strip", "tfmot_masks", "unit_norms",
 ]
