@@ -171,7 +171,7 @@ def _client_train(msg, context):
     config = run_config_to_config(context.run_config)
     job = _read_job(context.run_config["job"])
     strategy, settings = job["strategy"], msg.content["config"]
-    data = np.load(context.node_config["data-path"])
+    data = np.load(_data_path(context))
     x, y = data["x"], data["y"]
     round_num, partition = int(settings["server-round"]), int(context.node_config["partition-id"])
     weights, masks = _received_weights(msg, settings, context)
@@ -190,6 +190,16 @@ def _client_train(msg, context):
     metrics = MetricRecord({"num-examples": len(y), "partition-id": partition})
     return Message(RecordDict({"arrays": _payload_record(upload), "metrics": metrics}),
                    reply_to=msg)
+
+
+def _data_path(context):
+    """This node's data: its node config's `data-path` (a deployment), or, on Flower's
+    simulation engine (whose virtual nodes have only a partition id), the partition's file in
+    the run config's `data-dir`."""
+    if "data-path" in context.node_config:
+        return context.node_config["data-path"]
+    partition = int(context.node_config["partition-id"])
+    return str(Path(context.run_config["data-dir"]) / f"client_{partition}.npz")
 
 
 def _build_trainer(model_fn, strategy, config):
@@ -465,18 +475,26 @@ class LocalDeployment:
     groups with logs in files under `workdir`; ports are chosen free at start; `stop` (called
     on leaving the `with` block, on errors, and at interpreter exit) terminates every group.
 
+    With `engine="simulation"` the SuperLink runs Flower's simulation engine instead (Ray,
+    from `flwr[simulation]`): no SuperNode processes; virtual nodes run the same ClientApp in
+    long-lived Ray workers, and read their data from the same files. Ray starts its own
+    processes in their own session; they exit by themselves seconds after the run ends.
+
     Args:
         clients: A list of `(x, y)` pairs, one per SuperNode.
         workdir: Directory for logs, FLWR_HOME, partitions and the app; default a new
             temporary directory.
         start_timeout: Seconds to wait for the SuperLink to accept connections.
+        engine: "deployment" (SuperLink + SuperNode processes) or "simulation".
 
     Raises:
         ValueError: If `clients` is empty or malformed.
         RuntimeError: If a process exits early or a run fails (the log's tail is included).
     """
 
-    def __init__(self, clients, workdir=None, start_timeout=120.0):
+    def __init__(self, clients, workdir=None, start_timeout=120.0, engine="deployment"):
+        if engine not in ("deployment", "simulation"):
+            raise ValueError(f"engine must be 'deployment' or 'simulation', got {engine!r}")
         if not isinstance(clients, (list, tuple)) or len(clients) == 0:
             raise ValueError("clients must be a non-empty list of (x, y) pairs")
         for k, client in enumerate(clients):
@@ -485,7 +503,7 @@ class LocalDeployment:
                 raise ValueError(f"clients[{k}] must be a non-empty (x, y) pair")
         self.clients = clients
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pfl-flower-"))
-        self.start_timeout = start_timeout
+        self.start_timeout, self.engine = start_timeout, engine
         self.processes = {}  # name -> Popen
         self.commands = []  # the command lines started, in order (for display)
         self.port = None
@@ -514,13 +532,16 @@ class LocalDeployment:
         atexit.register(self.stop)
         (self.workdir / "flwr_home").mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
+        simulation = ["--simulation"] if self.engine == "simulation" else []
         self._spawn("superlink", [_executable("flower-superlink"), "--insecure",
                                   "--port", str(self.port),
-                                  "--disable-runtime-dependency-installation"])
+                                  "--disable-runtime-dependency-installation", *simulation])
         self._wait_for_port()
         for k, (x, y) in enumerate(self.clients):
             path = self.workdir / f"client_{k}.npz"
             np.savez(path, x=np.asarray(x, np.float32), y=np.asarray(y).astype(np.int64))
+            if simulation:
+                continue
             node_config = (f'partition-id={k} num-partitions={len(self.clients)} '
                            f'data-path="{path}"')
             self._spawn(f"supernode_{k}", [
@@ -556,11 +577,20 @@ class LocalDeployment:
         """FLWR_HOME/config.toml: one SuperLink connection, insecure, on localhost."""
         (self.workdir / "flwr_home" / "config.toml").write_text(
             f'[superlink]\ndefault = "{FEDERATION}"\n\n[superlink.{FEDERATION}]\n'
-            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n', encoding="utf-8")
+            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n' + self._simulation_options(),
+            encoding="utf-8")
+
+    def _simulation_options(self):
+        """The simulation engine's options: one virtual node per client, 1 CPU each."""
+        if self.engine != "simulation":
+            return ""
+        return (f"\n[superlink.{FEDERATION}.options]\nnum-supernodes = {len(self.clients)}\n"
+                f"\n[superlink.{FEDERATION}.options.backend.client-resources]\nnum-cpus = 1\n")
 
     def _write_app(self):
         """The Flower app project: a pyproject.toml pointing at this module's apps."""
         defaults = {**config_to_run_config(FedConfig()), "job": "", "history-path": "",
+                    "data-dir": str(self.workdir),
                     "num-nodes": len(self.clients), "round-timeout": 600.0}
         lines = "\n".join(f"{k} = {_toml_value(v)}" for k, v in defaults.items())
         (self.workdir / "app").mkdir(exist_ok=True)
