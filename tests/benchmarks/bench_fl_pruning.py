@@ -5,29 +5,66 @@ batch 16, SGD 0.05, the 2NN; seeds 0, 1, 2 (each seed draws its own partition, s
 shuffles and initial weights). Accuracy is the mean over the last 5 rounds, on the VALIDATION
 split (what a choice may be based on) and on the TEST split (reported only); each table shows
 the mean, min and max over the seeds. Bytes are totals over all rounds and all clients, both
-directions, as produced by the package's encoder (everything sent).
+directions: the round loop's payloads (as produced by the package's encoder) plus, for
+DynamicPruning, the clients' regrowth reports (also real `compress.encode` payloads).
 
-The second table compares GlobalPruning(0.9) schedules (cubic / linear ramp ending at 50, 75 or
-90 % of the rounds) on validation accuracy: the candidate with the best seed-mean validation
-accuracy is the one a default should use.
+Goal 1 of issue 16: a 90 %-sparse strategy within 1.0 point of dense (seed means) with >= 8x
+fewer total bytes. A strategy that uses a server optimiser is compared with dense FedAvg
+under the same server optimiser; the last table prints each pruned strategy's gap and ratio
+(the accuracy-against-bytes frontier). `--plot` also writes that frontier to
+/tmp/bench_fl_pruning.png; `--schedules` adds the GlobalPruning(0.9) schedule candidates
+(cubic / linear ramp ending at 50, 75 or 90 % of the rounds) chosen on validation accuracy.
 
-Run: python tests/benchmarks/bench_fl_pruning.py  (about 60 runs of 40 rounds)
+Run: python tests/benchmarks/bench_fl_pruning.py [--plot] [--schedules]
+(39 runs of 40 rounds; 18 more with --schedules)
 """
+
+import sys
 
 import numpy as np
 
 import prunefl_lite as pfl
-from prunefl_lite.pruning import ClientPruning, GlobalPruning
+from prunefl_lite.pruning import ClientPruning, DynamicPruning, GlobalPruning, ServerOptimizer
 from prunefl_lite.strategy import NoPruning
 
 SEEDS = (0, 1, 2)
 TAIL = 5
+GOAL_POINTS, GOAL_RATIO = 1.0, 8.0
+REGROW = {"regrow_fraction": 0.5, "end_fraction": 0.9}  # mask swaps every 5 rounds
+FEDAVGM = lambda: ServerOptimizer("sgd", learning_rate=1.0, momentum=0.9)  # noqa: E731
+FEDADAM = lambda: ServerOptimizer("adam", learning_rate=0.03, momentum=0.9)  # noqa: E731
+
+
+def dense_with(optimizer):
+    """Dense FedAvg with a server optimiser: DynamicPruning with nothing pruned."""
+    return lambda c, m: DynamicPruning(0.0, regrow_fraction=0.0, server_optimizer=optimizer())
+
+
+# name -> (make(clients, model_fn), the dense baseline it is compared with)
 STRATEGIES = {
-    "dense FedAvg": NoPruning,
-    "GlobalPruning(0.9) defaults": lambda: GlobalPruning(0.9),
-    "GlobalPruning(0.8) defaults": lambda: GlobalPruning(0.8),
-    "ClientPruning(0.8) keepers": lambda: ClientPruning(0.8),
-    "ClientPruning(0.8) mean": lambda: ClientPruning(0.8, aggregation="mean"),
+    "dense FedAvg": (lambda c, m: NoPruning(), None),
+    "dense FedAvgM(0.9)": (dense_with(FEDAVGM), None),
+    "dense FedAdam(0.03)": (dense_with(FEDADAM), None),
+    "GlobalPruning(0.9)": (lambda c, m: GlobalPruning(0.9), "dense FedAvg"),
+    "GlobalPruning(0.8)": (lambda c, m: GlobalPruning(0.8), "dense FedAvg"),
+    "ClientPruning(0.8) keepers": (lambda c, m: ClientPruning(0.8), "dense FedAvg"),
+    "ClientPruning(0.8) mean": (lambda c, m: ClientPruning(0.8, aggregation="mean"),
+                                "dense FedAvg"),
+    "Dynamic(0.9) fixed mask": (lambda c, m: DynamicPruning(0.9, regrow_fraction=0.0),
+                                "dense FedAvg"),
+    "Dynamic(0.9) regrow": (lambda c, m: DynamicPruning(0.9, c, m, **REGROW), "dense FedAvg"),
+    "Dynamic(0.9) fixed + FedAvgM": (
+        lambda c, m: DynamicPruning(0.9, regrow_fraction=0.0, server_optimizer=FEDAVGM()),
+        "dense FedAvgM(0.9)"),
+    "Dynamic(0.9) regrow + FedAvgM": (
+        lambda c, m: DynamicPruning(0.9, c, m, server_optimizer=FEDAVGM(), **REGROW),
+        "dense FedAvgM(0.9)"),
+    "Dynamic(0.9) fixed + FedAdam": (
+        lambda c, m: DynamicPruning(0.9, regrow_fraction=0.0, server_optimizer=FEDADAM()),
+        "dense FedAdam(0.03)"),
+    "Dynamic(0.9) regrow + FedAdam": (
+        lambda c, m: DynamicPruning(0.9, c, m, server_optimizer=FEDADAM(), **REGROW),
+        "dense FedAdam(0.03)"),
 }
 SCHEDULES = {
     f"{'linear' if power == 1 else 'cubic'}, ramp ends at {end:.0%}": (power, end)
@@ -56,24 +93,26 @@ def accuracy(model, weights, x, y):
 
 
 def run(seed, make_strategy):
-    """One run of the setting; returns a dict of its figures."""
+    """One run of the setting; `make_strategy(clients, model_fn)`; returns its figures."""
     ds = pfl.data.load_dataset("digits")
     parts = pfl.data.partition_dirichlet(ds.y_train, 20, alpha=0.5, seed=seed)
     clients = pfl.data.split_clients(ds.x_train, ds.y_train, parts)
     config = pfl.FedConfig(num_rounds=40, clients_per_round=10, local_epochs=2, batch_size=16,
                            learning_rate=0.05, seed=seed)
     model_fn = lambda: pfl.models.mlp_2nn(ds.input_shape, ds.num_classes)  # noqa: E731
-    strategy = tracked(make_strategy())
+    strategy = tracked(make_strategy(clients, model_fn))
     # the history's per-round "accuracy" is validation accuracy: the engine evaluates on it
     history = pfl.run_fedavg(model_fn, clients, (ds.x_val, ds.y_val), config, pruning=strategy)
     model = model_fn()
     test = [accuracy(model, w, ds.x_test, ds.y_test) for w in strategy.per_round[-TAIL:]]
+    signals = strategy.total_signal_bytes() if hasattr(strategy, "total_signal_bytes") else 0
     return {
         "val": 100 * history.tail_mean("accuracy", TAIL),
         "test": 100 * float(np.mean(test)),
         "sparsity": 100 * history.metric("sparsity")[-1],
-        "up": history.total("bytes_up") / 1e6,
+        "up": (history.total("bytes_up") + signals) / 1e6,
         "down": history.total("bytes_down") / 1e6,
+        "signals": signals / 1e6,
     }
 
 
@@ -83,32 +122,79 @@ def spread(results, key):
     return f"{np.mean(values):6.2f} [{min(values):6.2f},{max(values):6.2f}]"
 
 
+def mean(results, key):
+    """Seed mean of one figure."""
+    return float(np.mean([r[key] for r in results]))
+
+
 def table(rows, title):
     """Print one row per strategy: accuracies (%), sparsity (%), total MB up and down."""
-    print(f"\n{title}\n{'':34s} {'validation acc %':>22s} {'test acc %':>22s} "
-          f"{'sparsity %':>10s} {'MB up':>7s} {'MB down':>8s}")
+    print(f"\n{title}\n{'':30s} {'validation acc %':>22s} {'test acc %':>22s} "
+          f"{'sparsity %':>10s} {'MB up':>7s} {'(reports)':>9s} {'MB down':>8s}")
     for name, results in rows.items():
-        print(f"{name:34s} {spread(results, 'val'):>22s} {spread(results, 'test'):>22s} "
-              f"{np.mean([r['sparsity'] for r in results]):10.1f} "
-              f"{np.mean([r['up'] for r in results]):7.2f} "
-              f"{np.mean([r['down'] for r in results]):8.2f}")
+        print(f"{name:30s} {spread(results, 'val'):>22s} {spread(results, 'test'):>22s} "
+              f"{mean(results, 'sparsity'):10.1f} {mean(results, 'up'):7.2f} "
+              f"{mean(results, 'signals'):9.2f} {mean(results, 'down'):8.2f}", flush=True)
 
 
-def main():
-    """Run every strategy and every schedule candidate on every seed; print both tables."""
-    rows = {name: [run(s, make) for s in SEEDS] for name, make in STRATEGIES.items()}
+def goal_table(rows):
+    """Each pruned strategy against its dense baseline: gap (points) and total-bytes ratio."""
+    print(f"\nGoal 1: within {GOAL_POINTS} point of dense (seed means, validation and test) "
+          f"at >= {GOAL_RATIO:.0f}x fewer total bytes (up + down, reports included)")
+    print(f"{'':30s} {'baseline':>20s} {'val gap':>8s} {'test gap':>8s} {'bytes x':>8s} met")
+    for name, (_, baseline) in STRATEGIES.items():
+        if baseline is None:
+            continue
+        ours, base = rows[name], rows[baseline]
+        gaps = [mean(base, k) - mean(ours, k) for k in ("val", "test")]
+        ratio = (mean(base, "up") + mean(base, "down")) / (mean(ours, "up") + mean(ours, "down"))
+        met = max(gaps) <= GOAL_POINTS and ratio >= GOAL_RATIO
+        print(f"{name:30s} {baseline:>20s} {gaps[0]:8.2f} {gaps[1]:8.2f} {ratio:8.2f} "
+              f"{'yes' if met else 'no'}")
+
+
+def plot(rows, path="/tmp/bench_fl_pruning.png"):
+    """Validation accuracy (mean, min-max) against total MB, one point per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, results in rows.items():
+        vals = [r["val"] for r in results]
+        total = mean(results, "up") + mean(results, "down")
+        ax.errorbar(total, np.mean(vals), yerr=[[np.mean(vals) - min(vals)],
+                                                [max(vals) - np.mean(vals)]], fmt="o", capsize=3)
+        ax.annotate(name, (total, np.mean(vals)), fontsize=7, xytext=(4, 2),
+                    textcoords="offset points")
+    ax.set(xscale="log", xlabel="total MB sent over 40 rounds (up + down, log scale)",
+           ylabel="validation accuracy, last 5 rounds (%)",
+           title="Accuracy against bytes (mean and min-max over seeds 0-2)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"\nfrontier plot written to {path}")
+
+
+def main(argv):
+    """Run every strategy on every seed; print the tables (and the optional extras)."""
+    rows = {name: [run(s, make) for s in SEEDS] for name, (make, _) in STRATEGIES.items()}
     table(rows, f"Strategies (seeds {SEEDS}; accuracy: mean of the last {TAIL} rounds, "
                 "mean [min, max] over seeds; MB: totals over 40 rounds, mean over seeds)")
-    candidates = {
-        name: [run(s, lambda p=p, e=e: GlobalPruning(0.9, power=p, end_fraction=e))
-               for s in SEEDS]
-        for name, (p, e) in SCHEDULES.items()
-    }
-    table(candidates, "GlobalPruning(0.9) schedule candidates (choose on VALIDATION)")
-    best = max(candidates, key=lambda n: np.mean([r["val"] for r in candidates[n]]))
-    print(f"\nbest seed-mean validation accuracy: {best}; the current default is "
-          f"linear, ramp ends at 75%")
+    goal_table(rows)
+    if "--plot" in argv:
+        plot(rows)
+    if "--schedules" in argv:
+        candidates = {
+            name: [run(s, lambda c, m, p=p, e=e: GlobalPruning(0.9, power=p, end_fraction=e))
+                   for s in SEEDS]
+            for name, (p, e) in SCHEDULES.items()
+        }
+        table(candidates, "GlobalPruning(0.9) schedule candidates (choose on VALIDATION)")
+        best = max(candidates, key=lambda n: mean(candidates[n], "val"))
+        print(f"\nbest seed-mean validation accuracy: {best}; the current default is "
+              f"linear, ramp ends at 75%")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
