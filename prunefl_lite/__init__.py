@@ -9,9 +9,11 @@ and quiets TensorFlow's start-up logging. Import it before TensorFlow:
 '1'
 
 Modules, one responsibility each: `config` (FedConfig), `data` (datasets, partitions), `models`
-(2NN, CNN), `pruning` (masks, schedules, tfmot, structured pruning, FL pruning strategies),
-`client` (local updates), `server` (aggregation rules), `fedavg` (the round loop), `history`
-(per-round record), `compress` (payload encoders), `plots` (figures).
+(2NN, CNN), `pruning` (a subpackage: masks, schedules and tfmot, reports, structured pruning,
+FL pruning strategies), `strategy` (the protocol the round loop calls), `client` (local
+updates), `server` (aggregation rules), `fedavg` (the round loop), `history` (per-round
+record), `compress` (payload encoders), `plots` (figures), `validate` (the argument checks
+every module shares: ``NAME must be ..., got VALUE``).
 """
 
 import os
@@ -63,6 +65,8 @@ from prunefl_lite import (  # noqa: E402  (TensorFlow must be configured first)
     plots,
     pruning,
     server,
+    strategy,
+    validate,
 )
 from prunefl_lite import attacks, robust  # noqa: E402  (poisoning; robust aggregation)
 from prunefl_lite import privacy  # noqa: E402  (gradient leak, DP-FedAvg, secure-sum toy)
@@ -73,5 +77,5 @@ from prunefl_lite.history import History  # noqa: E402
 __all__ = [
     "FedConfig", "History", "run_fedavg", "client", "compress", "config", "data", "fedavg",
     "history", "models", "plots", "pruning", "server", "export", "metrics",
-    "attacks", "robust", "privacy",
+    "attacks", "robust", "privacy", "strategy", "validate",
 ]
