@@ -494,7 +494,8 @@ def test_constant_schedule_reaches_its_target_in_six_steps(digits, update_step, 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(schedule="constant", begin_step=7, train_steps=6), "begin_step must be <= train_steps"),
+        (dict(schedule="constant", begin_step=7, train_steps=6),
+         "begin_step must be <= train_steps"),
         (dict(end_step=20, train_steps=6), "end_step must be <= train_steps"),
         (dict(end_step=20, train_steps=0), "train_steps must be an integer >= 1"),
     ],

@@ -1,4 +1,4 @@
-"""Federated pruning strategies for `run_fedavg`: GlobalPruning (server mask), ClientPruning (tfmot)."""
+"""Federated pruning strategies for run_fedavg: GlobalPruning (server mask), ClientPruning."""
 
 import numpy as np
 
