@@ -517,19 +517,28 @@ class LocalDeployment:
                 "PYTHONUNBUFFERED": "1"}
 
     def __enter__(self):
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
+        self.start()
         return self
 
     def __exit__(self, *exc_info):
         self.stop()
 
     def start(self):
-        """Start the SuperLink, wait for its port, start the SuperNodes, write the configs."""
+        """Start the SuperLink, wait for its port, start the SuperNodes, write the configs.
+
+        On any failure every process started so far is stopped before the error propagates;
+        `stop` also runs at interpreter exit, so a notebook that starts a deployment in one
+        cell and fails in a later one leaves nothing running.
+        """
         atexit.register(self.stop)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self):
         (self.workdir / "flwr_home").mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         simulation = ["--simulation"] if self.engine == "simulation" else []
