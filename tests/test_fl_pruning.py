@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from fl_setup import CLIENTS, CONFIG, TEST, mlp, without_seconds
 
 import prunefl_lite as pfl
@@ -110,3 +111,26 @@ def test_strategy_arguments_are_validated(make, message):
     with pytest.raises(ValueError) as error:
         make()
     assert message in str(error.value)
+
+
+def _cnn_with_batch_norm():
+    return tf.keras.Sequential([
+        tf.keras.Input((8, 8, 1)), tf.keras.layers.Conv2D(4, 3, padding="same"),
+        tf.keras.layers.BatchNormalization(), tf.keras.layers.ReLU(), tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(32, activation="relu"), tf.keras.layers.BatchNormalization(),
+        tf.keras.layers.Dense(10)])
+
+
+@pytest.mark.parametrize("batch_norm", ["average", "local"])
+@pytest.mark.parametrize("make", [lambda: GlobalPruning(0.5, end_round=2),
+                                  lambda: ClientPruning(0.5, end_round=2)],
+                         ids=["GlobalPruning", "ClientPruning"])
+def test_pruning_strategies_train_batch_norm_models(make, batch_norm):
+    config = dataclasses.replace(CONFIG, num_rounds=3, batch_norm=batch_norm)
+    history = pfl.run_fedavg(_cnn_with_batch_norm, CLIENTS, TEST, config, pruning=make())
+    assert history.metric("sparsity")[-1] == pytest.approx(0.5, abs=0.01)
+    statistics = history.final_weights[-4:]  # two moving means and variances: never pruned
+    assert all(np.count_nonzero(s) == s.size for s in statistics[1::2])  # variances > 0
+    sampled = {k for r in history.rounds for k in r["clients_sampled"]}
+    assert set(history.client_weights) == (sampled if batch_norm == "local" else set())
+    assert history.metric("accuracy")[-1] > 0.3
