@@ -187,34 +187,10 @@ def _run_round(round_num, trainer, strategy, weights, run, client_rows, config, 
                                      config.dropout_rate)
     masks = strategy.round_masks(round_num, weights)
     download_each = _downloads(sampled, weights, masks, run)
-    start_weights = weights
-    if strategy.masked:
-        trainer.set_masks([np.ones(w.shape, bool) if m is None else m
-                           for w, m in zip(weights, masks or [None] * len(weights))])
-    plan = plan_local_steps([client_rows[k] for k in answered], config.local_epochs,
-                            config.batch_size, rng)
-    local_steps = plan["stop"] - plan["start"]
-    local_start = None
-    if run.local_mode:
-        local_start = [np.stack([run.local.get(int(k), run.initial_local)[j] for k in answered])
-                       for j in range(len(run.local_index))]
-    stacked = trainer.train(start_weights, plan, config.learning_rate,
-                            strategy.pruning_steps(round_num, local_steps),
-                            seeds=client_seeds(config.seed, round_num, answered),
-                            local_weights=local_start)
-    trainer.check_frozen()
     updates, counts, bytes_up = [], [], 0
-    for slot, k in enumerate(answered):
-        trained = strategy.client_upload(round_num, int(k), [s[slot] for s in stacked],
-                                         start_weights)
-        # the real payload's length is what is sent; decoding it would return `trained` bit
-        # for bit (compress's round trip is exact and tested), so the server uses `trained`
-        bytes_up += len(compress.encode(run.shared(trained), known_masks=run.shared(masks)))
-        if all(np.all(np.isfinite(w)) for w in trained):
-            updates.append(trained)
-            counts.append(len(client_rows[k]))
-            if run.local_mode:
-                run.local[int(k)] = [trained[i] for i in run.local_index]
+    if len(answered) > 0:  # a round in which every sampled client failed trains nobody
+        updates, counts, bytes_up = _train_and_upload(
+            round_num, trainer, strategy, weights, masks, run, client_rows, config, rng, answered)
     if updates:
         average = strategy.aggregate(updates, counts)
         weights = server_update(weights, average, config.server_learning_rate)
@@ -231,6 +207,40 @@ def _run_round(round_num, trainer, strategy, weights, run, client_rows, config, 
         "bytes_down_each": download_each,
     }
     return record, weights
+
+
+def _train_and_upload(round_num, trainer, strategy, weights, masks, run, client_rows, config, rng,
+                      answered):
+    """Train the clients that answered; return accepted updates, their counts, bytes uploaded."""
+    start_weights = weights
+    updates, counts, bytes_up = [], [], 0
+    if strategy.masked:
+        trainer.set_masks([np.ones(w.shape, bool) if m is None else m
+                           for w, m in zip(weights, masks or [None] * len(weights))])
+    plan = plan_local_steps([client_rows[k] for k in answered], config.local_epochs,
+                            config.batch_size, rng)
+    local_steps = plan["stop"] - plan["start"]
+    local_start = None
+    if run.local_mode:
+        local_start = [np.stack([run.local.get(int(k), run.initial_local)[j] for k in answered])
+                       for j in range(len(run.local_index))]
+    stacked = trainer.train(start_weights, plan, config.learning_rate,
+                            strategy.pruning_steps(round_num, local_steps),
+                            seeds=client_seeds(config.seed, round_num, answered),
+                            local_weights=local_start)
+    trainer.check_frozen()
+    for slot, k in enumerate(answered):
+        trained = strategy.client_upload(round_num, int(k), [s[slot] for s in stacked],
+                                         start_weights)
+        # the real payload's length is what is sent; decoding it would return `trained` bit
+        # for bit (compress's round trip is exact and tested), so the server uses `trained`
+        bytes_up += len(compress.encode(run.shared(trained), known_masks=run.shared(masks)))
+        if all(np.all(np.isfinite(w)) for w in trained):
+            updates.append(trained)
+            counts.append(len(client_rows[k]))
+            if run.local_mode:
+                run.local[int(k)] = [trained[i] for i in run.local_index]
+    return updates, counts, bytes_up
 
 
 def _downloads(sampled, weights, masks, run):

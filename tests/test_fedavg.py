@@ -430,3 +430,16 @@ def test_each_client_downloads_the_mask_unless_it_already_holds_it():
 def _initial(config):
     pfl.fedavg._seed_keras_initialisers(config.seed)
     return mlp().trainable_variables
+
+
+def test_a_round_in_which_every_sampled_client_fails_keeps_the_global_model():
+    # regression: with per-client failures a round can lose everyone (it crashed in planning)
+    config = dataclasses.replace(CONFIG, num_rounds=6, clients_per_round=2, dropout_rate=0.9)
+    history = pfl.run_fedavg(mlp, CLIENTS, TEST, config)
+    completed = history.metric("clients_completed")
+    empty = [r for r in range(1, len(completed)) if completed[r] == 0]
+    assert empty, completed  # seed 0 draws at least one such round here
+    accuracy, loss = history.metric("accuracy"), history.metric("loss")
+    for r in empty:  # nobody trained: the model, hence its test loss and accuracy, is unchanged
+        assert history.rounds[r]["bytes_up"] == 0
+        assert (accuracy[r], loss[r]) == (accuracy[r - 1], loss[r - 1])
