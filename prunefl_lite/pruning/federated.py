@@ -58,10 +58,12 @@ class GlobalPruning(_ScheduledPruning):
     clients train under it (pruned weights stay exactly zero), and once they hold it both
     directions send only the kept values.
 
-    The defaults (a linear ramp over the first 75 % of the rounds) were chosen by measurement:
-    on digits with 20 Dirichlet(0.5) clients, 40 rounds and 90 % sparsity, Zhu & Gupta's cubic
-    ramp over the first half of the rounds ended about 4 accuracy points below dense FedAvg,
-    this one about 2 (tests/benchmarks/bench_fl_pruning.py prints the comparison).
+    The defaults (a linear ramp over the first 75 % of the rounds) were checked on the
+    VALIDATION split (tests/benchmarks/bench_fl_pruning.py: digits, 20 Dirichlet(0.5) clients,
+    10 per round, 40 rounds, 90 % sparsity, last-5-round mean over seeds 0-2): linear ramps
+    ending at 50 / 75 / 90 % of the rounds scored 90.0 / 91.3 / 91.5 % validation accuracy,
+    cubic ones 89.6 / 91.1 / 91.5 %, dense FedAvg 94.5 %. The ramps ending at 75 % and 90 % are
+    within noise of each other (seed ranges overlap); 50 % is worse. Test accuracy was not used.
 
     Args:
         target_sparsity: Final fraction of zeros in the kernels, in [0, 1).
