@@ -234,3 +234,17 @@ def test_dense_with_fedavgm_differs_from_plain_fedavg_and_learns():
         0.0, regrow_fraction=0.0, server_optimizer=ServerOptimizer("sgd", momentum=0.9)))
     assert not np.allclose(plain.final_weights[0], momentum.final_weights[0])
     assert momentum.metric("accuracy")[-1] > momentum.metric("accuracy")[0]
+
+
+def test_density_scaling_multiplies_each_kernels_server_step_by_a_power_of_its_density():
+    weights = mlp().get_weights()
+    strategy = DynamicPruning(0.9, regrow_fraction=0.0, density_scaling=1.0)
+    start = strategy.start(weights, CONFIG)
+    strategy.round_masks(1, start)
+    update = [w + np.where(m, 0.01, 0.0) if m is not None else w + 0.01
+              for w, m in zip(start, strategy.masks)]
+    stepped = strategy.aggregate([update], [1])
+    for s, w, m in zip(stepped, start, strategy.masks):
+        factor = 1.0 if m is None else 1 / m.mean()
+        np.testing.assert_allclose((s - w)[m if m is not None else ...], 0.01 * factor,
+                                   rtol=1e-3)

@@ -50,13 +50,14 @@ def erk_densities(shapes, target_sparsity):
     sizes = np.array([math.prod(s) for s in shapes], np.float64)
     raw = np.array([sum(s) / math.prod(s) for s in shapes], np.float64)
     dense = np.zeros(len(shapes), bool)
-    while True:
+    while not dense.all():
         budget = (1 - target_sparsity) * sizes.sum() - sizes[dense].sum()
         scale = budget / (raw[~dense] * sizes[~dense]).sum()
         density = np.where(dense, 1.0, raw * scale)
         if not np.any(density > 1.0):
             return [float(d) for d in density]
         dense |= density > 1.0
+    return [1.0] * len(shapes)
 
 
 def cosine_fraction(round_num, initial, end_round):
@@ -89,6 +90,14 @@ class DynamicPruning(NoPruning):
     Kept weights start at their initial values times 1/sqrt(density) (`rescale`), so a unit's
     pre-activation has the variance of the dense initialisation; without it the 90 %-sparse
     2NN barely trains.
+
+    Measured (tests/benchmarks/bench_fl_pruning.py: digits, 20 Dirichlet(0.5) clients, 40
+    rounds, seeds 0-2): at 90 % sparsity with regrowth and FedAdam(0.03) the 2NN ends within
+    about one point of dense FedAdam while sending about 8.8x fewer bytes in total; a sparse
+    model learns more slowly per round than a dense one, so without a server optimiser (or
+    without regrowth) it ends several points lower. The defaults (half the kept weights
+    swappable at first, every 5 rounds, mask fixed after 75 % of the rounds) were chosen on
+    validation accuracy among a handful of settings that were all within seed noise.
 
     Args:
         target_sparsity: Fraction of zeros in the kernels (arrays with >= 2 dims), in [0, 1).
@@ -125,7 +134,7 @@ class DynamicPruning(NoPruning):
     masked = True
 
     def __init__(self, target_sparsity, clients=None, model_fn=None, regrow_every=5,
-                 regrow_fraction=0.3, end_fraction=0.75, report_factor=2,
+                 regrow_fraction=0.5, end_fraction=0.75, report_factor=2,
                  server_optimizer=None, distribution="erk", rescale=True,
                  density_scaling=0.0):
         check_fraction("target_sparsity", target_sparsity)
