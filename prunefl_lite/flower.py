@@ -193,9 +193,12 @@ def _client_train(msg, context):
 
 
 def _data_path(context):
-    """This node's data: its node config's `data-path` (a deployment), or, on Flower's
-    simulation engine (whose virtual nodes have only a partition id), the partition's file in
-    the run config's `data-dir`."""
+    """Path of this node's data file: its node config's `data-path`, else from `data-dir`.
+
+    SuperNodes of a deployment name their own file; the virtual nodes of Flower's simulation
+    engine have only a partition id, so they read `client_<id>.npz` in the run config's
+    `data-dir`.
+    """
     if "data-path" in context.node_config:
         return context.node_config["data-path"]
     partition = int(context.node_config["partition-id"])
