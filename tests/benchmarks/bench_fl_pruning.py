@@ -202,7 +202,9 @@ def plot(rows, path="/tmp/bench_fl_pruning.png"):
                     yerr=[[np.mean(vals) - min(vals)], [max(vals) - np.mean(vals)]],
                     label=name)
     ax.set_xscale("log")
+    ax.set_xticks([10, 20, 50, 100, 200])
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7, loc="lower right")
     ax.set(xlabel="total MB sent over 40 rounds (up + down, log scale)",
            ylabel="validation accuracy, last 5 rounds (%)",
