@@ -85,8 +85,9 @@ class DynamicPruning(NoPruning):
     The reports are extra upload bytes, outside the round loop's payloads: `signal_bytes`
     holds them per round (the length of a `compress.encode` payload per client), and
     `total_signal_bytes()` their sum. A `ServerOptimizer` (FedAvgM or FedAdam) may replace
-    the plain average by a server step; with `target_sparsity=0` and `regrow_fraction=0`
-    this class is dense FedAvg with that server optimiser (the honest baseline for it).
+    the plain average by a server step (keep `FedConfig.server_learning_rate` at 1: the round
+    loop applies it after this step); with `target_sparsity=0` and `regrow_fraction=0` this
+    class is dense FedAvg with that server optimiser (the honest baseline for it).
     Kept weights start at their initial values times 1/sqrt(density) (`rescale`), so a unit's
     pre-activation has the variance of the dense initialisation; without it the 90 %-sparse
     2NN barely trains.
