@@ -13,7 +13,12 @@ Modules, one responsibility each: `config` (FedConfig), `data` (datasets, partit
 FL pruning strategies), `strategy` (the protocol the round loop calls), `client` (local
 updates), `server` (aggregation rules), `fedavg` (the round loop), `history` (per-round
 record), `compress` (payload encoders), `plots` (figures), `validate` (the argument checks
-every module shares: ``NAME must be ..., got VALUE``).
+every module shares: ``NAME must be ..., got VALUE``), `export` (Keras -> LiteRT bytes, run and
+timed with the LiteRT interpreter), `metrics` (ROC/PR AUC, sensitivity at a specificity, from
+scikit-learn), `privacy` (the gradient leak, DP-FedAvg and its epsilon, a secure-sum toy),
+`robust` (median, trimmed mean, Krum), `attacks` (poisoned clients), `flower` (the Flower 1.42
+bridge; imported on demand, so `import prunefl_lite` does not import Flower), `setup_check` (the
+workshop set-up check, run as a file).
 """
 
 import os
@@ -53,6 +58,7 @@ _import_tensorflow_quietly()
 __version__ = "0.1.0"
 
 from prunefl_lite import (  # noqa: E402  (TensorFlow must be configured first)
+    attacks,
     client,
     compress,
     config,
@@ -63,19 +69,19 @@ from prunefl_lite import (  # noqa: E402  (TensorFlow must be configured first)
     metrics,
     models,
     plots,
+    privacy,
     pruning,
+    robust,
     server,
     strategy,
     validate,
 )
-from prunefl_lite import attacks, robust  # noqa: E402  (poisoning; robust aggregation)
-from prunefl_lite import privacy  # noqa: E402  (gradient leak, DP-FedAvg, secure-sum toy)
 from prunefl_lite.config import FedConfig  # noqa: E402
 from prunefl_lite.fedavg import run_fedavg  # noqa: E402
 from prunefl_lite.history import History  # noqa: E402
 
 __all__ = [
-    "FedConfig", "History", "run_fedavg", "client", "compress", "config", "data", "fedavg",
-    "history", "models", "plots", "pruning", "server", "export", "metrics",
-    "attacks", "robust", "privacy", "strategy", "validate",
+    "FedConfig", "History", "run_fedavg", "attacks", "client", "compress", "config", "data",
+    "export", "fedavg", "history", "metrics", "models", "plots", "privacy", "pruning", "robust",
+    "server", "strategy", "validate",
 ]
