@@ -47,8 +47,9 @@ from prunefl_lite.server import server_update
 from prunefl_lite.strategy import NoPruning
 
 __all__ = [
-    "HOOKS_TO_FLOWER", "LocalDeployment", "PackageStrategy", "client_app", "config_to_run_config",
-    "message_bytes", "run_config_to_config", "server_app",
+    "HOOKS_TO_FLOWER", "LocalDeployment", "PackageStrategy", "alive", "client_app",
+    "config_to_run_config", "group_members", "message_bytes", "run_config_to_config",
+    "server_app",
 ]
 
 FEDERATION = "localhost"  # the SuperLink connection name in FLWR_HOME/config.toml
@@ -508,6 +509,7 @@ class LocalDeployment:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pfl-flower-"))
         self.start_timeout, self.engine = start_timeout, engine
         self.processes = {}  # name -> Popen
+        self.stopped_pids = set()  # every process `stop` stopped (group leaders and others)
         self.commands = []  # the command lines started, in order (for display)
         self.port = None
         self._runs = 0
@@ -562,11 +564,14 @@ class LocalDeployment:
                 "--node-config", node_config])
         self._write_flower_config()
         self._write_app()
+        self._spawn("watchdog", [sys.executable, "-c", _WATCHDOG, str(os.getpid()),
+                                 *map(str, self.process_groups)])
 
     def _spawn(self, name, command):
         """Start one process in its own process group, logging to `workdir/name.log`."""
-        self.commands.append(" ".join(
-            [Path(command[0]).name] + [f"'{c}'" if " " in c else c for c in command[1:]]))
+        if name != "watchdog":  # the commands an operator would type
+            self.commands.append(" ".join(
+                [Path(command[0]).name] + [f"'{c}'" if " " in c else c for c in command[1:]]))
         with open(self.workdir / f"{name}.log", "wb") as log:
             self.processes[name] = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -671,24 +676,102 @@ class LocalDeployment:
         return [p.pid for p in self.processes.values()]
 
     def stop(self):
-        """Terminate every process group (SIGTERM, then SIGKILL after 10 s); idempotent."""
-        for name in list(self.processes):
-            self._stop_one(name)
+        """Terminate every process group (SIGTERM, then SIGKILL after 10 s); idempotent.
+
+        Descendants that left their group (Flower's SuperExec and Ray start their own
+        sessions) are recorded first and stopped too; `self.stopped_pids` lists every process
+        this stopped, for checks that nothing is left (`alive`).
+        """
+        for name in [n for n in self.processes if n != "watchdog"] + ["watchdog"]:
+            if name in self.processes:
+                self._stop_one(name)
         atexit.unregister(self.stop)
 
     def _stop_one(self, name):
-        """Stop one process and everything in its process group, then reap it."""
+        """Stop one process, its process group and its descendants in other groups."""
         process = self.processes[name]
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if process.poll() is not None and not _group_alive(process.pid):
-                    return
-                time.sleep(0.1)
+        others = [pid for pid in _descendants(process.pid) if _pgid(pid) != process.pid]
+        self.stopped_pids.update([process.pid, *others])
+        _terminate(lambda sig: _signal_group(process.pid, sig),
+                   lambda: process.poll() is not None and not _group_alive(process.pid))
+        _terminate(lambda sig: [_signal_pid(pid, sig) for pid in others],
+                   lambda: not alive(others))
+
+
+# Kills the deployment's process groups if the Python process that started it dies without
+# calling `stop` (a kernel killed by a signal skips atexit), then exits.
+_WATCHDOG = """
+import os, signal, sys, time
+parent, groups = int(sys.argv[1]), [int(g) for g in sys.argv[2:]]
+while os.getppid() == parent:
+    time.sleep(1.0)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for group in groups:
+        try:
+            os.killpg(group, sig)
+        except OSError:
+            pass
+    time.sleep(10.0)
+"""
+
+
+def _terminate(send, done, waits=(10.0, 5.0)):
+    """Send SIGTERM, wait until `done()`, then SIGKILL and wait again."""
+    for sig, wait in zip((signal.SIGTERM, signal.SIGKILL), waits):
+        send(sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if done():
+                return
+            time.sleep(0.1)
+
+
+def _signal_group(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _signal_pid(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _proc_stat(pid):
+    """(state, ppid, pgid) of a process from /proc, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def _pgid(pid):
+    stat = _proc_stat(pid)
+    return stat[2] if stat else None
+
+
+def _descendants(pid):
+    """PIDs of every live descendant of `pid` (Linux: from /proc; empty elsewhere)."""
+    children = {}
+    for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else []:
+        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))):
+            children.setdefault(stat[1], []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids):
+    """The PIDs among `pids` whose processes still run (zombies excluded)."""
+    return [pid for pid in pids if (stat := _proc_stat(pid)) and stat[0] != "Z"]
 
 
 def group_members(pgid):

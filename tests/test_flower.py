@@ -2,6 +2,9 @@
 localhost deployment (SuperLink + 3 SuperNodes) agreeing with run_fedavg."""
 
 import dataclasses
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -96,8 +99,10 @@ def test_deployment_agrees_with_run_fedavg_and_stops_every_process(task, tmp_pat
         groups = federation.process_groups
         assert all(flower.group_members(g) for g in groups)  # SuperLink + 3 SuperNodes live
         history = federation.run(model_fn, test, config, pruning=make())
-    assert len(groups) == 1 + len(clients)
+    assert len(groups) == 2 + len(clients)  # SuperLink, SuperNodes, watchdog
     assert all(flower.group_members(g) == [] for g in groups)  # nothing left running
+    assert set(groups) < federation.stopped_pids  # + processes in their own sessions
+    assert flower.alive(federation.stopped_pids) == []
     assert all(p.poll() is not None for p in federation.processes.values())
     # agreement after the same rounds with the same seed (shuffles differ: see chapter 09)
     gap = 100 * abs(history.metric("accuracy")[-1] - reference.metric("accuracy")[-1])
@@ -122,4 +127,26 @@ def test_deployment_stops_every_process_on_error(task, tmp_path):
             groups = federation.process_groups
             raise KeyError("boom")
     assert groups and all(flower.group_members(g) == [] for g in groups)
+    assert flower.alive(federation.stopped_pids) == []
     assert (tmp_path / "superlink.log").exists()  # logs went to files
+
+
+def test_watchdog_stops_the_deployment_when_its_owner_is_killed(tmp_path):
+    """A kernel killed by a signal runs no atexit handler: the watchdog stops the processes."""
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import time\nimport numpy as np\nfrom prunefl_lite import flower\n"
+        "clients = [(np.zeros((4, 3), np.float32), np.zeros(4, np.int64))] * 2\n"
+        f"d = flower.LocalDeployment(clients, workdir={str(tmp_path / 'work')!r}).start()\n"
+        "print(' '.join(map(str, d.process_groups)), flush=True)\ntime.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        groups = [int(g) for g in owner.stdout.readline().split()]
+        assert len(groups) == 4 and all(flower.group_members(g) for g in groups)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 60
+    while any(flower.group_members(g) for g in groups) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(flower.group_members(g) for g in groups)
