@@ -7,7 +7,7 @@ import pytest
 from fl_setup import CLIENTS, CONFIG, TEST, mlp, without_seconds
 
 import prunefl_lite as pfl
-from prunefl_lite import compress, fedavg
+from prunefl_lite import compress
 from prunefl_lite.pruning import DynamicPruning, ServerOptimizer, erk_densities
 
 CONFIG = dataclasses.replace(CONFIG, num_rounds=6)
