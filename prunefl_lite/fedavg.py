@@ -19,6 +19,7 @@ from prunefl_lite.history import History
 from prunefl_lite.pruning.masks import kernel_sparsity
 from prunefl_lite.server import server_update, weighted_average
 from prunefl_lite.strategy import NoPruning
+from prunefl_lite.validate import check_pairs
 
 __all__ = ["NoPruning", "client_seeds", "kernel_sparsity", "run_fedavg", "sample_round",
            "weighted_average"]
@@ -334,16 +335,7 @@ def _architecture_key(model):
 
 def _check_clients(clients, config):
     """Validate the clients; return all their data concatenated and each client's rows."""
-    if not isinstance(clients, (list, tuple)) or len(clients) == 0:
-        raise ValueError("clients must be a non-empty list of (x, y) pairs")
-    for k, client in enumerate(clients):
-        if not (isinstance(client, (list, tuple)) and len(client) == 2):
-            raise ValueError(f"clients[{k}] must be an (x, y) pair, got {type(client).__name__}")
-        if len(client[0]) == 0 or len(client[0]) != len(client[1]):
-            raise ValueError(
-                f"clients[{k}] must hold at least one example and as many labels as examples, "
-                f"got {len(client[0])} examples and {len(client[1])} labels"
-            )
+    clients = check_pairs("clients", clients)
     if config.clients_per_round > len(clients):
         raise ValueError(
             f"clients_per_round must be in [1, {len(clients)}] (the number of clients), "

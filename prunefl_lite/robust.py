@@ -23,6 +23,7 @@ import numpy as np
 
 from prunefl_lite.server import _check_updates, weighted_average
 from prunefl_lite.strategy import NoPruning
+from prunefl_lite.validate import check_int
 
 __all__ = ["RULES", "RobustAggregation", "coordinate_median", "krum", "krum_scores",
            "multi_krum", "trimmed_mean"]
@@ -36,13 +37,6 @@ def _stack(weight_lists, index):
 def _dtype(weight_lists, index):
     """The dtype of the first client's array number `index` (the output's dtype)."""
     return np.asarray(weight_lists[0][index]).dtype
-
-
-def _check_int(name, value, low, high):
-    """Raise ValueError unless `value` is an int in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
-            low <= value <= high):
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
 
 
 def coordinate_median(weight_lists, num_examples):
@@ -140,7 +134,7 @@ def krum_scores(weight_lists, num_malicious):
     n = len(weight_lists)
     if n < 2:
         raise ValueError(f"weight_lists must hold at least 2 clients for Krum, got {n}")
-    _check_int("num_malicious", num_malicious, 0, n - 1)
+    check_int("num_malicious", num_malicious, 0, n - 1)
     flat = _flat(weight_lists)
     num_closest = max(1, n - num_malicious - 2)
     scores = np.empty(n)
@@ -197,7 +191,7 @@ def multi_krum(weight_lists, num_examples, num_malicious, num_selected, weighted
         [1.0]
     """
     counts = _check_updates(weight_lists, num_examples)
-    _check_int("num_selected", num_selected, 1, len(weight_lists))
+    check_int("num_selected", num_selected, 1, len(weight_lists))
     scores = krum_scores(weight_lists, num_malicious)
     chosen = np.argsort(scores, kind="stable")[:num_selected]
     share = counts[chosen] if weighted else np.ones(len(chosen))
@@ -252,9 +246,9 @@ class RobustAggregation:
         if rule == "trimmed_mean":  # validate now, not in the first round
             trimmed_mean([[np.zeros(1)]], [1], **params)
         if "num_malicious" in params:
-            _check_int("num_malicious", params["num_malicious"], 0, 2**31)
+            check_int("num_malicious", params["num_malicious"], low=0)
         if "num_selected" in params:
-            _check_int("num_selected", params["num_selected"], 1, 2**31)
+            check_int("num_selected", params["num_selected"], low=1)
         self.inner = pruning if pruning is not None else NoPruning()
 
     def __repr__(self):

@@ -125,7 +125,6 @@ ONE = [np.zeros(2)]
     (lambda: robust.krum_scores([ONE], 0), "at least 2 clients"),
     (lambda: robust.krum_scores([ONE, ONE], 2), "num_malicious must be an integer in"),
     (lambda: robust.krum_scores([ONE, ONE], -1), "num_malicious must be an integer in"),
-    (lambda: robust.krum_scores([ONE, ONE], 0.5), "num_malicious must be an integer in"),
     (lambda: robust.multi_krum([ONE, ONE], [1, 1], 0, 3), "num_selected must be an integer in"),
     (lambda: robust.multi_krum([ONE, ONE], [1, 1], 0, 0), "num_selected must be an integer in"),
     (lambda: robust.multi_krum([ONE, ONE], [0, 1], 0, 1, weighted=True),
@@ -139,6 +138,11 @@ ONE = [np.zeros(2)]
 def test_validation(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_a_fractional_attacker_count_is_a_type_error():  # the package's rule: wrong type
+    with pytest.raises(TypeError, match=r"num_malicious must be an integer in \[0, 1\], got 0.5"):
+        robust.krum_scores([ONE, ONE], 0.5)
 
 
 def test_strategy_caps_krum_parameters_when_clients_drop_out():
