@@ -45,6 +45,7 @@ from prunefl_lite.fedavg import client_seeds, kernel_sparsity, sample_round
 from prunefl_lite.history import History
 from prunefl_lite.server import server_update
 from prunefl_lite.strategy import NoPruning
+from prunefl_lite.validate import check_choice, check_pairs
 
 __all__ = [
     "HOOKS_TO_FLOWER", "LocalDeployment", "PackageStrategy", "alive", "client_app",
@@ -497,15 +498,8 @@ class LocalDeployment:
     """
 
     def __init__(self, clients, workdir=None, start_timeout=120.0, engine="deployment"):
-        if engine not in ("deployment", "simulation"):
-            raise ValueError(f"engine must be 'deployment' or 'simulation', got {engine!r}")
-        if not isinstance(clients, (list, tuple)) or len(clients) == 0:
-            raise ValueError("clients must be a non-empty list of (x, y) pairs")
-        for k, client in enumerate(clients):
-            if not (isinstance(client, (list, tuple)) and len(client) == 2
-                    and len(client[0]) == len(client[1]) > 0):
-                raise ValueError(f"clients[{k}] must be a non-empty (x, y) pair")
-        self.clients = clients
+        check_choice("engine", engine, ("deployment", "simulation"))
+        self.clients = check_pairs("clients", clients)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pfl-flower-"))
         self.start_timeout, self.engine = start_timeout, engine
         self.processes = {}  # name -> Popen

@@ -46,9 +46,10 @@ def test_config_to_run_config_refuses_non_config(bad):
 @pytest.mark.parametrize("clients, message", [
     ([], "clients must be a non-empty list"),
     ("abc", "clients must be a non-empty list"),
-    ([(np.zeros((2, 3)), np.zeros(3))], r"clients\[0\] must be a non-empty"),
+    ([(np.zeros((2, 3)), np.zeros(3))],
+     r"clients\[0\] must hold at least one example .*, got 2 examples and 3 labels"),
     ([(np.zeros((2, 3)), np.zeros(2)), (np.zeros((0, 3)), np.zeros(0))],
-     r"clients\[1\] must be a non-empty"),
+     r"clients\[1\] must hold at least one example .*, got 0 examples and 0 labels"),
 ])
 def test_deployment_refuses_bad_clients(clients, message):
     with pytest.raises(ValueError, match=message):
