@@ -12,7 +12,8 @@ Modules, one responsibility each: `config` (FedConfig), `data` (datasets, partit
 (2NN, CNN), `pruning` (a subpackage: masks, schedules and tfmot, reports, structured pruning,
 FL pruning strategies), `strategy` (the protocol the round loop calls), `client` (local
 updates), `server` (aggregation rules), `fedavg` (the round loop), `history` (per-round
-record), `compress` (payload encoders), `plots` (figures), `validate` (the argument checks
+record), `compress` (payload encoders), `plots` (figures), `stats` (spread over seeds, one
+convention), `validate` (the argument checks
 every module shares: ``NAME must be ..., got VALUE``), `export` (Keras -> LiteRT bytes, run and
 timed with the LiteRT interpreter), `metrics` (ROC/PR AUC, sensitivity at a specificity, from
 scikit-learn), `privacy` (the gradient leak, DP-FedAvg and its epsilon, a secure-sum toy),
@@ -73,6 +74,7 @@ from prunefl_lite import (  # noqa: E402  (TensorFlow must be configured first)
     pruning,
     robust,
     server,
+    stats,
     strategy,
     validate,
 )
@@ -83,5 +85,5 @@ from prunefl_lite.history import History  # noqa: E402
 __all__ = [
     "FedConfig", "History", "run_fedavg", "attacks", "client", "compress", "config", "data",
     "export", "fedavg", "history", "metrics", "models", "plots", "privacy", "pruning", "robust",
-    "server", "strategy", "validate",
+    "server", "stats", "strategy", "validate",
 ]

@@ -51,43 +51,43 @@ def plot_label_counts(counts, ax=None, title="Examples per class on each client"
     return fig, ax
 
 
-def plot_histories(histories, metric="accuracy", x="round", ax=None, title=None):
-    """One line per run: a metric against rounds or against cumulative uploaded bytes.
+def plot_band(histories, metric="accuracy", label=None, ax=None, scale=100.0):
+    """Mean of a metric over seeds per round, with a shaded min-max band (the course's spread).
 
     Args:
-        histories: Dict {label: History}.
-        metric: A `History` metric name.
-        x: "round", or "bytes_up" to plot against cumulative uploaded megabytes.
-        ax: Axes to draw on.
-        title: Axes title.
+        histories: The runs of one setting, one `History` per seed, all with the same rounds.
+        metric: A `History` metric name (rounds where it is None are not drawn).
+        label: Legend label of the line.
+        ax: Axes to draw on (default: a new figure).
+        scale: Multiplier of the values (100 shows a fraction such as accuracy in %).
 
     Returns:
-        `(fig, ax)`: the matplotlib Figure and Axes; a fraction metric such as accuracy is
-        plotted as it is stored (label from `METRIC_LABELS`).
+        `(fig, ax)`: the matplotlib Figure and Axes.
 
     Raises:
-        ValueError: If `x` is neither "round" nor "bytes_up".
+        ValueError: If `histories` is empty or the runs have different numbers of rounds.
 
     Example:
         >>> from prunefl_lite.history import History
-        >>> rounds = [{"accuracy": 0.5, "bytes_up": 10}, {"accuracy": 0.7, "bytes_up": 9}]
-        >>> h = History(rounds=rounds)
-        >>> fig, ax = plot_histories({"dense": h}, x="bytes_up")
-        >>> ax.get_xlabel()
-        'cumulative bytes uploaded (MB)'
+        >>> runs = [History(rounds=[{"accuracy": a}, {"accuracy": a + 0.1}]) for a in (0.5, 0.7)]
+        >>> fig, ax = plot_band(runs, label="dense")
+        >>> [round(float(y), 1) for y in ax.lines[0].get_ydata()]
+        [60.0, 70.0]
     """
-    if x not in ("round", "bytes_up"):
-        raise ValueError(f"x must be one of 'round', 'bytes_up', got {x!r}")
+    runs = [np.array([np.nan if v is None else v for v in h.metric(metric)], float)
+            for h in histories]
+    if not runs or len({len(r) for r in runs}) != 1:
+        raise ValueError("histories must hold at least one run, all with the same number of "
+                         f"rounds, got lengths {[len(r) for r in runs]}")
+    values = scale * np.stack(runs)
     fig, ax = _axes(ax)
-    for label, history in histories.items():
-        values = np.array(history.metric(metric), dtype=float)
-        if x == "round":
-            xs = np.arange(1, len(values) + 1)
-        else:
-            xs = np.cumsum(history.metric("bytes_up")) / 1e6
-        ax.plot(xs, values, label=label)
-    xlabel = "round" if x == "round" else "cumulative bytes uploaded (MB)"
-    ax.set(xlabel=xlabel, ylabel=METRIC_LABELS.get(metric, metric), title=title)
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
+    xs = np.arange(1, values.shape[1] + 1)
+    keep = ~np.isnan(values).any(axis=0)
+    (line,) = ax.plot(xs[keep], values[:, keep].mean(axis=0), label=label)
+    ax.fill_between(xs[keep], values[:, keep].min(axis=0), values[:, keep].max(axis=0),
+                    color=line.get_color(), alpha=0.2)
+    ylabel = METRIC_LABELS.get(metric, metric)
+    if scale == 100:  # a fraction shown in %
+        ylabel = ylabel.replace("(fraction)", "(%)").replace("(fraction of zeros)", "(%)")
+    ax.set(xlabel="round", ylabel=ylabel)
     return fig, ax
