@@ -28,7 +28,7 @@ _TRAINERS = {}  # compiled trainers, reused by every run with the same architect
 
 
 def run_fedavg(model_fn, clients, test, config, pruning=None, progress=False,
-               stop_at_accuracy=None):
+               stop_at_accuracy=None, initial_weights=None, on_round=None):
     """Run federated averaging (McMahan et al. 2017), optionally with pruning.
 
     Each round the server samples `config.clients_per_round` clients (without replacement);
@@ -60,6 +60,12 @@ def run_fedavg(model_fn, clients, test, config, pruning=None, progress=False,
         progress: Show a progress bar (on stdout).
         stop_at_accuracy: Stop after the first evaluated round whose test accuracy reaches
             this value (a fraction in [0, 1]); None runs all rounds.
+        initial_weights: None (start from `model_fn`'s initialisation under `config.seed`),
+            or the federated weights to start from (e.g. an earlier run's `final_weights`):
+            a list of arrays of the model's shapes, handed to the strategy's `start`.
+        on_round: None, or an observer called after every round as
+            `on_round(round_num, record, weights)` with the round's record (the dict appended
+            to `history.rounds`) and the new global weights; its return value is ignored.
 
     Returns:
         A `History`; `final_weights` is the federated weight list (trainable weights, then
@@ -85,7 +91,7 @@ def run_fedavg(model_fn, clients, test, config, pruning=None, progress=False,
     strategy = pruning if pruning is not None else NoPruning()
     x_all, y_all, client_rows = _check_clients(clients, config)
     test_x, test_y = _check_test(test, x_all)
-    trainer, weights = _trainer_and_initial_weights(model_fn, strategy, config)
+    trainer, weights = _trainer_and_initial_weights(model_fn, strategy, config, initial_weights)
     trainer.set_data(x_all, y_all)
     run = _RunState(trainer, weights, config)
     rng = np.random.default_rng(config.seed)
@@ -102,6 +108,8 @@ def run_fedavg(model_fn, clients, test, config, pruning=None, progress=False,
         record["sparsity"] = kernel_sparsity(weights)
         record["seconds"] = time.perf_counter() - start
         history.rounds.append(record)
+        if on_round is not None:
+            on_round(round_num, record, weights)
         if stop_at_accuracy is not None and (record["accuracy"] or 0.0) >= stop_at_accuracy:
             break
     history.final_weights = weights
@@ -275,7 +283,7 @@ def _with_local_average(weights, run, client_rows):
     return weights
 
 
-def _trainer_and_initial_weights(model_fn, strategy, config):
+def _trainer_and_initial_weights(model_fn, strategy, config, initial_weights=None):
     """The run's initial weights (whatever model_fn returns under the run's seed) and a trainer.
 
     The compiled trainer is cached per architecture and strategy; the weights, and the frozen
@@ -288,14 +296,32 @@ def _trainer_and_initial_weights(model_fn, strategy, config):
         raise ValueError(f"model_fn must return a tf.keras.Model, got {type(model).__name__}")
     check_model(model)
     parts = classify_variables(model)
-    weights = strategy.start([v.numpy() for v in parts["trainable"] + parts["statistics"]],
-                             config)
+    weights = [v.numpy() for v in parts["trainable"] + parts["statistics"]]
+    if initial_weights is not None:
+        weights = _check_initial_weights(initial_weights, weights)
+    weights = strategy.start(weights, config)
     key = (_architecture_key(model), strategy.model_key(), strategy.masked)
     if key not in _TRAINERS:
         _TRAINERS[key] = ClientTrainer(strategy.wrap_model(model), masked=strategy.masked)
     trainer = _TRAINERS[key]
     trainer.load_frozen([v.numpy() for v in parts["frozen"]])
     return trainer, weights
+
+
+def _check_initial_weights(initial_weights, model_weights):
+    """The given initial weights as arrays in the model's dtypes; refuses other shapes."""
+    if not isinstance(initial_weights, (list, tuple)) or len(initial_weights) != len(
+            model_weights):
+        got = (f"a list of {len(initial_weights)}" if isinstance(initial_weights, (list, tuple))
+               else type(initial_weights).__name__)
+        raise ValueError(f"initial_weights must be a list of {len(model_weights)} arrays (the "
+                         f"model's federated weights), got {got}")
+    out = []
+    for i, (w, m) in enumerate(zip(initial_weights, model_weights)):
+        if np.shape(w) != m.shape:
+            raise ValueError(f"initial_weights[{i}] must have shape {m.shape}, got {np.shape(w)}")
+        out.append(np.array(w, dtype=m.dtype, copy=True))
+    return out
 
 
 def _seed_keras_initialisers(seed):

@@ -443,3 +443,28 @@ def test_a_round_in_which_every_sampled_client_fails_keeps_the_global_model():
     for r in empty:  # nobody trained: the model, hence its test loss and accuracy, is unchanged
         assert history.rounds[r]["bytes_up"] == 0
         assert (accuracy[r], loss[r]) == (accuracy[r - 1], loss[r - 1])
+
+
+def test_initial_weights_and_on_round_observer():
+    import prunefl_lite as pfl
+    ds = pfl.data.load_dataset("digits")
+    parts = pfl.data.partition_iid(ds.y_train, 4, seed=0)
+    clients = pfl.data.split_clients(ds.x_train, ds.y_train, parts)
+    config = pfl.FedConfig(num_rounds=2, clients_per_round=2, seed=0)
+    model_fn = lambda: pfl.models.mlp_2nn(ds.input_shape, ds.num_classes)  # noqa: E731
+    test = (ds.x_test, ds.y_test)
+    first = pfl.run_fedavg(model_fn, clients, test, config)
+    seen = []
+    resumed = pfl.run_fedavg(model_fn, clients, test, config,
+                             initial_weights=first.final_weights,
+                             on_round=lambda r, rec, w: seen.append((r, rec["accuracy"], w)))
+    assert [r for r, _, _ in seen] == [1, 2]
+    assert [a for _, a, _ in seen] == resumed.metric("accuracy")
+    assert all(np.array_equal(a, b) for a, b in zip(seen[-1][2], resumed.final_weights))
+    # starting from trained weights: the first round is already far above a fresh start
+    assert resumed.metric("accuracy")[0] > first.metric("accuracy")[0]
+    with pytest.raises(ValueError, match=r"initial_weights\[0\] must have shape"):
+        pfl.run_fedavg(model_fn, clients, test, config,
+                       initial_weights=[w.T for w in first.final_weights])
+    with pytest.raises(ValueError, match="initial_weights must be a list of"):
+        pfl.run_fedavg(model_fn, clients, test, config, initial_weights=first.final_weights[:1])
