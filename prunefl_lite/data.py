@@ -235,8 +235,10 @@ def partition_iid(y, num_clients, seed=0):
 def partition_dirichlet(y, num_clients, alpha=0.5, seed=0, max_tries=100):
     """Label-skewed split: each class is spread over clients with Dirichlet(alpha) proportions.
 
-    This is the scheme of Hsu et al. (2019): small `alpha` gives each client few classes,
-    large `alpha` approaches IID. A draw that leaves a client empty is redrawn (up to
+    This is the per-class Dirichlet split of Yurochkin et al. (2019) and Li et al. (2022,
+    NIID-Bench): small `alpha` gives each client few classes, large `alpha` approaches IID.
+    (Hsu et al. (2019) draw the other way round: one Dirichlet mix of classes per client.)
+    A draw that leaves a client empty is redrawn (up to
     `max_tries` times, then `ValueError`), so every client has at least one example.
 
     Args:
