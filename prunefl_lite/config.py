@@ -39,6 +39,9 @@ class FedConfig:
         >>> import dataclasses
         >>> dataclasses.replace(config, batch_size=8).batch_size
         8
+        >>> import numpy as np
+        >>> FedConfig(seed=np.int64(3), learning_rate=np.float32(0.5)).seed
+        3
         >>> FedConfig(num_rounds=0)
         Traceback (most recent call last):
         ...
@@ -57,13 +60,21 @@ class FedConfig:
     batch_norm: str = "average"
 
     def __post_init__(self):
-        check_int("num_rounds", self.num_rounds, 1)
-        check_int("clients_per_round", self.clients_per_round, 1)
-        check_int("local_epochs", self.local_epochs, 1)
-        check_int("batch_size", self.batch_size, 1)
-        check_number("learning_rate", self.learning_rate, 0, low_open=True)
-        check_int("seed", self.seed, 0, 2**32 - 1)
-        check_number("server_learning_rate", self.server_learning_rate, 0, low_open=True)
-        check_fraction("dropout_rate", self.dropout_rate)
-        check_int("eval_every", self.eval_every, 1)
-        check_choice("batch_norm", self.batch_norm, ("average", "local"))
+        # Every field is checked and stored back as a plain Python value: a NumPy scalar from
+        # a loop over np.arange becomes an int or a float, so the config serialises (History,
+        # a Flower run config) and prints as the learner typed it.
+        plain = {
+            "num_rounds": check_int("num_rounds", self.num_rounds, 1),
+            "clients_per_round": check_int("clients_per_round", self.clients_per_round, 1),
+            "local_epochs": check_int("local_epochs", self.local_epochs, 1),
+            "batch_size": check_int("batch_size", self.batch_size, 1),
+            "learning_rate": check_number("learning_rate", self.learning_rate, 0, low_open=True),
+            "seed": check_int("seed", self.seed, 0, 2**32 - 1),
+            "server_learning_rate": check_number(
+                "server_learning_rate", self.server_learning_rate, 0, low_open=True),
+            "dropout_rate": check_fraction("dropout_rate", self.dropout_rate),
+            "eval_every": check_int("eval_every", self.eval_every, 1),
+            "batch_norm": check_choice("batch_norm", self.batch_norm, ("average", "local")),
+        }
+        for name, value in plain.items():
+            object.__setattr__(self, name, value)  # frozen: the one place a field is set

@@ -26,6 +26,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from prunefl_lite.validate import check_choice, check_int
+
 QUANTIZE = (None, "int8")
 
 
@@ -57,12 +59,21 @@ def _quiet_stderr():
 
 
 def _check_model(model):
-    """Raise unless `model` is a built tf.keras model with one input."""
+    """Raise unless `model` is a built tf.keras model with one input and one output.
+
+    A model with several inputs or outputs is refused by name: the interpreter lists a
+    converted model's tensors in an order of its own (not the Keras model's), and the course's
+    runner feeds one batch and reads one result.
+    """
     if not isinstance(model, tf.keras.Model):
         raise ValueError(f"model must be a tf.keras.Model, got {type(model).__name__}")
-    if not model.built or len(model.inputs or []) != 1:
-        raise ValueError("model must be a built tf.keras model with one input, got "
-                         f"{'an unbuilt model' if not model.built else len(model.inputs)}")
+    if not model.built or not model.inputs:
+        raise ValueError("model must be a built tf.keras model with one input and one output, "
+                         "got an unbuilt model (give it a tf.keras.Input or call build)")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError("model must be a built tf.keras model with one input and one output "
+                         f"(LiteRT export here), got inputs {list(model.input_names)} and "
+                         f"outputs {list(model.output_names)}")
     wrapped = [layer.name for layer in model.layers if hasattr(layer, "pruning_step")]
     if wrapped:
         raise ValueError(f"model must be stripped of tfmot wrappers (pfl.pruning.strip), "
@@ -71,8 +82,7 @@ def _check_model(model):
 
 def _check_representative(quantize, representative_data, input_shape):
     """Return the calibration inputs as float32 (None for a float model), validated."""
-    if quantize not in QUANTIZE:
-        raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+    check_choice("quantize", quantize, QUANTIZE)
     if quantize is None:
         return None
     if representative_data is None or len(representative_data) == 0:
@@ -95,7 +105,8 @@ def to_litert(model, quantize=None, representative_data=None):
     compression (gzip) or a sparse format profits from them.
 
     Args:
-        model: A built `tf.keras` model with one input, without tfmot wrappers (strip first).
+        model: A built `tf.keras` model with one input and one output, without tfmot
+            wrappers (strip first).
         quantize: None for float32, or "int8": post-training full-integer quantisation of
             weights (per channel) and activations, calibrated on `representative_data`; the
             input and output stay float32, so the model is called exactly like the float one.
@@ -106,8 +117,9 @@ def to_litert(model, quantize=None, representative_data=None):
         The LiteRT model as `bytes`.
 
     Raises:
-        ValueError: If the model is not a built single-input Keras model, still holds tfmot
-            wrappers, `quantize` is unknown, or the representative data are missing or misshaped.
+        ValueError: If the model is not a built Keras model with one input and one output (the
+            message names its inputs and outputs), still holds tfmot wrappers, `quantize` is
+            unknown, or the representative data are missing or misshaped.
 
     Example:
         >>> model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
@@ -145,9 +157,14 @@ class LiteRTRunner:
     """A LiteRT interpreter for one model, called on NumPy batches like a Keras model.
 
     Args:
-        model_bytes: The output of `to_litert`.
-        num_threads: CPU threads of the interpreter, >= 1 (1 is a fair stand-in for a small
-            device, and keeps timings steady on a shared machine).
+        model_bytes: The output of `to_litert` (a model with one input and one output).
+        num_threads: CPU threads of the interpreter, an integer >= 1 (1 is a fair stand-in for
+            a small device, and keeps timings steady on a shared machine).
+
+    Raises:
+        ValueError: If `model_bytes` is not a LiteRT flatbuffer, or its model has several
+            inputs or outputs (named in the message), or `num_threads` < 1.
+        TypeError: If `num_threads` is not an integer (bools are refused).
 
     Example:
         >>> model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
@@ -161,16 +178,21 @@ class LiteRTRunner:
         if not isinstance(model_bytes, (bytes, bytearray)) or bytes(model_bytes[4:8]) != b"TFL3":
             raise ValueError("model_bytes must be LiteRT flatbuffer bytes (from to_litert), got "
                              f"{type(model_bytes).__name__}")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+        num_threads = check_int("num_threads", num_threads, 1)
         from ai_edge_litert.interpreter import Interpreter
 
         with _quiet_stderr():  # it announces its XNNPACK delegate on fd 2
             self.interpreter = Interpreter(model_content=bytes(model_bytes),
                                            num_threads=num_threads)
             self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]["index"]
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError("model_bytes must hold a model with one input and one output, got "
+                             f"inputs {[d['name'] for d in inputs]} and outputs "
+                             f"{[d['name'] for d in outputs]}")
+        self.input = inputs[0]
+        self.output = outputs[0]["index"]
         self.batch_size = int(self.input["shape"][0])
 
     def _resize(self, batch_size):
@@ -191,9 +213,8 @@ class LiteRTRunner:
         return self.interpreter.get_tensor(self.output)
 
     def predict(self, x, batch_size=64):
-        """Outputs for all rows of `x`, computed in batches of `batch_size`."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        """Outputs for all rows of `x`, computed in batches of `batch_size` (an integer >= 1)."""
+        batch_size = check_int("batch_size", batch_size, 1)
         x = np.asarray(x, dtype=np.float32)
         return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
@@ -233,7 +254,7 @@ def median_latencies(models, x, batch_size=1, repeats=500, num_threads=1, warmup
         batch_size: Rows per call, >= 1 and <= len(x).
         repeats: Timed calls per model, >= 1.
         num_threads: Interpreter threads (see `LiteRTRunner`).
-        warmup: Untimed calls per model first.
+        warmup: Untimed calls per model first, >= 0.
         invoke_only: Time ``invoke()`` alone instead of the whole call.
 
     Returns:
@@ -249,12 +270,9 @@ def median_latencies(models, x, batch_size=1, repeats=500, num_threads=1, warmup
     if not isinstance(models, dict) or not models:
         raise ValueError(
             f"models must be a non-empty dict of name -> LiteRT bytes, got {models!r:.40}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (
-        1 <= batch_size <= len(x)
-    ):
-        raise ValueError(f"batch_size must be an integer in [1, {len(x)}], got {batch_size!r}")
+    repeats = check_int("repeats", repeats, 1)
+    warmup = check_int("warmup", warmup, 0)
+    batch_size = check_int("batch_size", batch_size, 1, len(x))
     batch = np.ascontiguousarray(np.asarray(x, dtype=np.float32)[:batch_size])
     runners = {name: LiteRTRunner(m, num_threads=num_threads) for name, m in models.items()}
     for runner in runners.values():

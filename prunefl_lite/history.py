@@ -2,13 +2,15 @@
 
 import dataclasses
 import json
+import os
+import uuid
 
 import numpy as np
 
 METRICS = (
     "accuracy", "loss", "bytes_up", "bytes_down", "sparsity", "seconds",
     "clients_completed", "clients_rejected", "clients_dropped", "clients_sampled",
-    "bytes_down_each",
+    "bytes_down_each", "bytes_report", "clients_failed", "failures",
 )
 
 
@@ -66,13 +68,45 @@ class History:
         return None
 
     def save(self, path):
-        """Write the history, weights included, to a JSON file."""
-        data = {"rounds": self.rounds, "config": self.config,
+        """Write the history, weights included, to a JSON file, atomically.
+
+        NumPy scalars and arrays anywhere in `rounds` and `config` are written as plain
+        numbers and lists (read back as Python values by `load`). The JSON text is built first,
+        written to a temporary file in the same folder and then renamed over `path`: a save
+        that fails (a value JSON cannot hold, a full disk) leaves the previous file, or none,
+        never a truncated one.
+
+        Raises:
+            TypeError: If a round or the config holds a value JSON cannot represent (the
+                message names where); `path` is then left as it was.
+
+        Example:
+            >>> import os, tempfile
+            >>> path = os.path.join(tempfile.mkdtemp(), "run.json")
+            >>> History(rounds=[{"accuracy": np.float32(0.5), "bytes_up": np.int64(7)}]).save(path)
+            >>> History.load(path).rounds
+            [{'accuracy': 0.5, 'bytes_up': 7}]
+        """
+        data = {"rounds": _plain(self.rounds, "rounds"), "config": _plain(self.config, "config"),
                 "final_weights": _arrays_to_json(self.final_weights),
                 "client_weights": {str(k): _arrays_to_json(v)
                                    for k, v in self.client_weights.items()}}
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(data, f)
+        text = json.dumps(data)
+        path = os.fspath(path)
+        folder, name = os.path.split(os.path.abspath(path))
+        temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            # os.open with mode 0o666 lets the umask decide the permissions, as open() does
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with open(handle, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
 
     @classmethod
     def load(cls, path):
@@ -83,6 +117,33 @@ class History:
                    for k, v in data.get("client_weights", {}).items()}
         return cls(rounds=data["rounds"], config=data["config"],
                    final_weights=_arrays_from_json(data["final_weights"]), client_weights=clients)
+
+
+def _plain(value, where):
+    """`value` with NumPy scalars and arrays turned into Python numbers and lists, recursively.
+
+    Dict keys become strings, as JSON writes them. Anything else JSON cannot hold raises a
+    TypeError naming where it sits (``rounds[3]['seconds']``).
+    """
+    if isinstance(value, dict):
+        return {_plain_key(k, where): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return _plain(value.tolist(), where)  # tolist turns NumPy scalars into Python ones
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise TypeError(f"{where} must hold numbers, strings, lists or dicts to be saved as JSON, "
+                    f"got {type(value).__name__} {value!r:.60}")
+
+
+def _plain_key(key, where):
+    """A dict key as JSON writes it: a string (NumPy scalar keys as their Python value's)."""
+    if isinstance(key, np.generic):
+        key = key.item()
+    if key is None or isinstance(key, (str, bool, int, float)):
+        return key if isinstance(key, str) else json.dumps(key)
+    raise TypeError(f"{where} must have string or number keys to be saved as JSON, got {key!r}")
 
 
 def _arrays_to_json(arrays):

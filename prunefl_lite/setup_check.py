@@ -52,11 +52,27 @@ class CheckFailed(Exception):
     """A check failed; the message names the broken part."""
 
 
-def check_python():
-    """The course is pinned to Python 3.11."""
-    if sys.version_info[:2] != (3, 11):
-        raise CheckFailed(f"Python must be 3.11, got {sys.version.split()[0]}")
-    return sys.version.split()[0]
+#: The Python versions the pinned stack installs and runs on (pyproject's requires-python).
+PYTHONS = ((3, 11), (3, 12), (3, 13))
+
+
+def check_python(version_info=None):
+    """The course runs on Python 3.11, 3.12 and 3.13 (the pinned stack's range).
+
+    Example:
+        >>> check_python((3, 13, 0))
+        '3.13.0'
+        >>> check_python((3, 10, 12))
+        Traceback (most recent call last):
+        ...
+        prunefl_lite.setup_check.CheckFailed: Python must be 3.11, 3.12 or 3.13, got 3.10.12; ...
+    """
+    version_info = tuple(sys.version_info if version_info is None else version_info)
+    found = ".".join(str(part) for part in version_info[:3])
+    if version_info[:2] not in PYTHONS:
+        raise CheckFailed(f"Python must be 3.11, 3.12 or 3.13, got {found}; make the course's "
+                          "virtual environment with one of them (python3.13 -m venv .venv)")
+    return found
 
 
 def check_import(distribution, module):

@@ -2,7 +2,10 @@
 
 A wrong type raises `TypeError`, a value of the right type outside its range raises `ValueError`;
 either way the message names the argument, says what it must be and repeats what it got.
-Booleans are refused where a number is expected (``True`` is an ``int`` to Python, not to us).
+Python and NumPy scalars are accepted alike (a value from ``np.arange`` or an array's ``.max()``)
+and come back as plain Python ``int`` / ``float``, so that what a caller stores serialises to JSON
+or TOML. Booleans (``True``, ``np.True_``) are refused where a number is expected: ``True`` is an
+``int`` to Python, not to us.
 
 Example:
     >>> check_fraction("sparsity", 1.2)
@@ -18,16 +21,21 @@ __all__ = ["check_choice", "check_fraction", "check_int", "check_number", "check
 
 
 def _is_real(value):
+    """True for Python and NumPy ints and floats; False for bools (NumPy's are not Real)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_int(name, value, low=None, high=None):
-    """Return `value` as an int after checking it is an integer in [low, high].
+    """Return `value` as a plain int after checking it is an integer in [low, high].
+
+    Python ints and NumPy integers (``np.int64``, ``np.int32``, ...) pass; floats, even whole
+    ones like ``2.0``, and bools do not.
 
     Args:
         name: The argument's name, for the message.
         value: What the caller passed.
-        low, high: Inclusive bounds; None for no bound.
+        low: Inclusive lower bound; None for no bound.
+        high: Inclusive upper bound; None for no bound.
 
     Raises:
         TypeError: If `value` is not an integer (bools are refused).
@@ -36,6 +44,9 @@ def check_int(name, value, low=None, high=None):
     Example:
         >>> check_int("num_rounds", 3, low=1)
         3
+        >>> import numpy as np
+        >>> type(check_int("seed", np.int64(7), low=0))
+        <class 'int'>
         >>> check_int("num_rounds", 0, low=1)
         Traceback (most recent call last):
         ...
@@ -57,19 +68,26 @@ def check_int(name, value, low=None, high=None):
 
 
 def check_number(name, value, low=None, high=None, low_open=False, high_open=False):
-    """Return `value` as a float after checking it is a finite number in the given interval.
+    """Return `value` as a plain float after checking it is a finite number in the interval.
+
+    Python and NumPy ints and floats pass (``np.float32(0.1)`` comes back as the float nearest
+    to the float32 value, 0.10000000149011612); bools and strings do not.
 
     Args:
         name: The argument's name, for the message.
         value: What the caller passed.
-        low, high: Bounds (None: unbounded on that side).
-        low_open, high_open: Whether the bound itself is excluded.
+        low: Lower bound (None: unbounded below).
+        high: Upper bound (None: unbounded above).
+        low_open: Whether `low` itself is excluded.
+        high_open: Whether `high` itself is excluded.
 
     Raises:
         TypeError: If `value` is not a real number (bools are refused).
         ValueError: If it is NaN, infinite or outside the interval.
 
     Example:
+        >>> check_number("learning_rate", 1, low=0, low_open=True)
+        1.0
         >>> check_number("learning_rate", 0.0, low=0, low_open=True)
         Traceback (most recent call last):
         ...
@@ -91,11 +109,15 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
 
 
 def check_fraction(name, value):
-    """Return `value` after checking it is a number in [0, 1) (a sparsity, a dropout rate).
+    """Return `value` as a plain float after checking it is in [0, 1) (a sparsity, a dropout rate).
 
     Example:
         >>> check_fraction("dropout_rate", 0.5)
         0.5
+        >>> check_fraction("dropout_rate", True)
+        Traceback (most recent call last):
+        ...
+        TypeError: dropout_rate must be a number in [0, 1), got True
     """
     return check_number(name, value, 0, 1, high_open=True)
 

@@ -1,5 +1,7 @@
 """Unit tests of prunefl_lite.export: LiteRT round trips, quantisation margin, validation rules."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -96,7 +98,7 @@ def small_model():
     "kwargs, match",
     [({"model": "not a model"}, "model must be a tf.keras.Model"),
      ({"model": tf.keras.Sequential([tf.keras.layers.Dense(2)])}, "model must be a built"),
-     ({"quantize": "int4"}, "quantize must be one of"),
+     ({"quantize": "int4"}, "quantize must be one of None, 'int8', got 'int4'"),
      ({"quantize": "int8"}, "representative_data must be a non-empty"),
      ({"quantize": "int8", "representative_data": np.zeros((0, 4))},
       "representative_data must be a non-empty"),
@@ -115,36 +117,104 @@ def test_to_litert_refuses_tfmot_wrappers():
         export.to_litert(wrapped)
 
 
+def three_output_model():
+    features = tf.keras.Input((4,), name="features")
+    hidden = tf.keras.layers.Dense(8, activation="relu")(features)
+    outputs = [tf.keras.layers.Dense(k, name=name)(hidden)
+               for k, name in [(3, "digit"), (1, "score"), (2, "flag")]]
+    return tf.keras.Model(features, outputs)
+
+
+def test_to_litert_refuses_several_outputs_by_name():
+    with pytest.raises(ValueError, match=re.escape(
+            "one input and one output (LiteRT export here), got inputs ['features'] and "
+            "outputs ['digit', 'score', 'flag']")):
+        export.to_litert(three_output_model())
+
+
+def test_to_litert_refuses_several_inputs_by_name():
+    a, b = tf.keras.Input((4,), name="left"), tf.keras.Input((2,), name="right")
+    model = tf.keras.Model([a, b], tf.keras.layers.Dense(1, name="out")(
+        tf.keras.layers.Concatenate()([a, b])))
+    with pytest.raises(ValueError, match=re.escape(
+            "got inputs ['left', 'right'] and outputs ['out']")):
+        export.to_litert(model)
+
+
+def test_runner_refuses_a_flatbuffer_with_several_outputs():
+    # converted outside to_litert: the interpreter lists the outputs out of Keras' order
+    model = three_output_model()
+    spec = tf.TensorSpec((None, 4), tf.float32)
+    function = tf.function(lambda x: model(x)).get_concrete_function(spec)
+    with export._quiet_stderr():
+        flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions([function], model).convert()
+    with pytest.raises(ValueError, match=r"model_bytes must hold a model with one input and one "
+                                         r"output, got inputs \[.*\] and outputs \[.*, .*, .*\]"):
+        export.LiteRTRunner(flatbuffer)
+
+
 @pytest.mark.parametrize(
-    "model_bytes, num_threads, match",
-    [(b"not a flatbuffer", 1, "model_bytes must be LiteRT flatbuffer bytes"),
-     ("text", 1, "model_bytes must be LiteRT flatbuffer bytes"),
-     (None, 0, "num_threads must be an integer >= 1"),
-     (None, 1.5, "num_threads must be an integer >= 1")],
+    "model_bytes, num_threads, error, message",
+    [(b"not a flatbuffer", 1, ValueError,
+      "model_bytes must be LiteRT flatbuffer bytes (from to_litert), got bytes"),
+     ("text", 1, ValueError,
+      "model_bytes must be LiteRT flatbuffer bytes (from to_litert), got str"),
+     (None, 0, ValueError, "num_threads must be an integer >= 1, got 0"),
+     (None, np.int64(0), ValueError, "num_threads must be an integer >= 1, got np.int64(0)"),
+     (None, 1.5, TypeError, "num_threads must be an integer >= 1, got 1.5"),
+     (None, np.float64(1.0), TypeError, "num_threads must be an integer >= 1, got np.float64(1.0)"),
+     (None, True, TypeError, "num_threads must be an integer >= 1, got True"),
+     (None, np.True_, TypeError, "num_threads must be an integer >= 1, got np.True_")],
 )
-def test_runner_validation(float_bytes, model_bytes, num_threads, match):
-    with pytest.raises(ValueError, match=match):
+def test_runner_validation(float_bytes, model_bytes, num_threads, error, message):
+    with pytest.raises(error, match=re.escape(message)):
         export.LiteRTRunner(float_bytes if model_bytes is None else model_bytes, num_threads)
 
 
-@pytest.mark.parametrize("batch_size", [0, 1.5, True])
-def test_predict_batch_size_validation(float_bytes, digits, batch_size):
-    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+@pytest.mark.parametrize("num_threads", [np.int64(2), np.int32(1)])
+def test_runner_accepts_numpy_thread_counts(float_bytes, digits, num_threads):
+    runner = export.LiteRTRunner(float_bytes, num_threads)
+    assert runner.predict(digits.x_test[:5], batch_size=np.int64(2)).shape == (5, 10)
+
+
+@pytest.mark.parametrize(
+    "batch_size, error, message",
+    [(0, ValueError, "batch_size must be an integer >= 1, got 0"),
+     (np.int32(0), ValueError, "batch_size must be an integer >= 1, got np.int32(0)"),
+     (1.5, TypeError, "batch_size must be an integer >= 1, got 1.5"),
+     (np.float32(2), TypeError, "batch_size must be an integer >= 1, got np.float32(2.0)"),
+     (True, TypeError, "batch_size must be an integer >= 1, got True")],
+)
+def test_predict_batch_size_validation(float_bytes, digits, batch_size, error, message):
+    with pytest.raises(error, match=re.escape(message)):
         export.LiteRTRunner(float_bytes).predict(digits.x_test[:3], batch_size=batch_size)
 
 
 @pytest.mark.parametrize(
-    "models, kwargs, match",
-    [({}, {}, "models must be a non-empty dict"),
-     (["x"], {}, "models must be a non-empty dict"),
-     (None, {"repeats": 0}, "repeats must be an integer >= 1"),
-     (None, {"batch_size": 0}, r"batch_size must be an integer in \[1, 5\]"),
-     (None, {"batch_size": 6}, r"batch_size must be an integer in \[1, 5\]")],
+    "models, kwargs, error, message",
+    [({}, {}, ValueError, "models must be a non-empty dict"),
+     (["x"], {}, ValueError, "models must be a non-empty dict"),
+     (None, {"repeats": 0}, ValueError, "repeats must be an integer >= 1, got 0"),
+     (None, {"repeats": np.float64(5)}, TypeError,
+      "repeats must be an integer >= 1, got np.float64(5.0)"),
+     (None, {"repeats": True}, TypeError, "repeats must be an integer >= 1, got True"),
+     (None, {"warmup": -1}, ValueError, "warmup must be an integer >= 0, got -1"),
+     (None, {"batch_size": 0}, ValueError, "batch_size must be an integer in [1, 5], got 0"),
+     (None, {"batch_size": np.int64(6)}, ValueError,
+      "batch_size must be an integer in [1, 5], got np.int64(6)"),
+     (None, {"batch_size": False}, TypeError,
+      "batch_size must be an integer in [1, 5], got False")],
 )
-def test_median_latencies_validation(float_bytes, digits, models, kwargs, match):
+def test_median_latencies_validation(float_bytes, digits, models, kwargs, error, message):
     models = {"m": float_bytes} if models is None else models
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=re.escape(message)):
         export.median_latencies(models, digits.x_test[:5], **kwargs)
+
+
+def test_median_latencies_accepts_numpy_counts(float_bytes, digits):
+    times = export.median_latencies({"m": float_bytes}, digits.x_test[:5],
+                                    batch_size=np.int64(2), repeats=np.int32(3), warmup=np.int64(1))
+    assert list(times) == ["m"] and isinstance(times["m"], float) and times["m"] > 0
 
 
 @pytest.mark.parametrize("data", ["text", None, [1, 2]])

@@ -9,6 +9,8 @@ import pytest
 import site_check
 from test_site_checker import CLEAN_BODY, make_site, needs_chromium
 
+pytestmark = pytest.mark.slow  # a real browser in every test
+
 
 @needs_chromium
 def test_the_browser_stops_when_the_check_fails(tmp_path):

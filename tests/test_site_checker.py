@@ -140,6 +140,7 @@ WHOLE_SITE_CASES = ("broken_redirect", "broken_anchor", "broken_internal_link",
                     "search_finds_nothing")
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_clean_site_passes(checker, tmp_path):
     report = checker.check(make_site(tmp_path / "site"))
@@ -148,6 +149,7 @@ def test_clean_site_passes(checker, tmp_path):
     assert report.screenshots == [], "a passing page gets no screenshot unless asked"
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_a_code_line_over_the_limit_is_a_note_not_a_failure(checker, tmp_path):
     body = CLEAN_BODY + '<div class="highlight"><pre>' + "z" * 400 + "</pre></div>"
@@ -157,6 +159,7 @@ def test_a_code_line_over_the_limit_is_a_note_not_a_failure(checker, tmp_path):
     assert len(report.notes) == 1 and "400-column" in report.notes[0]
 
 
+@pytest.mark.slow
 @needs_chromium
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_checker_fails_on(checker, tmp_path, case):
@@ -176,6 +179,7 @@ def test_checker_fails_on(checker, tmp_path, case):
         assert shots == ["page.png"] and report.screenshots[0].stat().st_size > 1000, shots
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_math_is_typeset_with_the_network_blocked(checker, tmp_path):
     site = make_site(tmp_path / "site")

@@ -127,6 +127,7 @@ print(6 * 7)
 """
 
 
+@pytest.mark.slow  # a Jupyter Book build with a kernel
 def test_the_book_build_runs_notebooks_in_a_subfolder_over_ipc(tmp_path):
     """A tiny book with the course's _config.yml: the kernel (cwd sub/) and the build
     (another cwd) must find the same IPC sockets, and the TCP warning must be gone.

@@ -1,4 +1,4 @@
-"""The README's "run a chapter" path: `jupyter lab notebooks/` starts, serves the chapters, stops."""
+"""The README's "run a chapter" path: `jupyter lab notebooks/` starts, serves chapters, stops."""
 
 import json
 import os
@@ -58,7 +58,8 @@ def jupyter_lab(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("jupyter")
     executable = shutil.which("jupyter", path=str(pathlib.Path(sys.executable).parent))
     if executable is None:
-        pytest.fail("`jupyter` is not installed next to this Python: pip install -r requirements.txt")
+        pytest.fail(
+            "`jupyter` is not installed next to this Python: pip install -r requirements.txt")
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_NO_CONFIG": "1"}
@@ -86,6 +87,7 @@ def jupyter_lab(tmp_path_factory):
     assert process.poll() is not None, "the server is still running"
 
 
+@pytest.mark.slow
 def test_jupyter_lab_serves_the_chapters(jupyter_lab):
     base, token = jupyter_lab
     status, page = get(f"{base}/lab?token={token}")
@@ -99,6 +101,7 @@ def test_jupyter_lab_serves_the_chapters(jupyter_lab):
     assert status == 200 and "python3" in json.loads(specs)["kernelspecs"]  # the chapters' kernel
 
 
+@pytest.mark.slow
 def test_jupyter_lab_refuses_requests_without_the_token(jupyter_lab):
     base, _ = jupyter_lab
     assert get(f"{base}/api/contents")[0] == 403
