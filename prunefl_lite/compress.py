@@ -1,4 +1,4 @@
-"""Bit-exact encoders and decoders for (sparse) weight payloads, and their entropy bound.
+"""Encoders and decoders for (sparse) weight payloads, bit-exact or quantised; their entropy bound.
 
 ``encode`` turns a list of NumPy arrays (a model's weights or an update) into one ``bytes``
 payload; ``len(payload)`` is what a client or server really sends. Per array it picks the smallest
@@ -12,37 +12,66 @@ of three encodings:
   bit stream and the ``k``-bit remainders a second, fixed-width one: the size equals that of the
   interleaved code and both directions vectorise.
 
-An entry is "zero" when its bit pattern is all zeros, so ``-0.0`` and NaN are values like any other
-and survive the round trip bit for bit. (``w * mask`` turns negative pruned weights into ``-0.0``,
-which is sent as a value; ``w + 0.0`` or ``np.where(mask, w, 0)`` makes them ``+0.0``.)
+An entry is "zero" when its bit pattern is all zeros, so (at the default ``value_bits=32``)
+``-0.0`` and NaN are values like any other and survive the round trip bit for bit. (``w * mask``
+turns negative pruned weights into ``-0.0``, which is sent as a value; ``w + 0.0`` or
+``np.where(mask, w, 0)`` makes them ``+0.0``.)
 
 With ``known_masks`` the receiver already holds an array's mask, so only the entries at the mask's
 ``True`` positions are coded (with the same choice of encodings).
+
+``value_bits`` sets how wide each sent value of a float array is. At 32 (the default) every value
+is sent exactly, at its dtype's width (float64 included), and the payload is what it always was.
+At 16 or 8, a float array wider than that sends its non-zero values as ``value_bits``-bit codes
+with one float64 ``scale`` per array, rounded stochastically and without bias onto a grid that
+has no zero level (a "mid-rise" grid, the levels ``(c + 1/2) * scale`` for the signed codes
+``c`` in ``[-2**(b-1), 2**(b-1) - 1]``):
+
+* ``scale = max|v| / (2**(b-1) - 1/2)``, so ``max|v|`` is a level (the outermost one);
+* ``c = floor(v / scale - 1/2 + u)`` with ``u ~ U[0, 1)`` drawn from the caller's ``rng``, so the
+  decoded ``(c + 1/2) * scale`` is one of the two levels around ``v``: within ``scale`` of it and
+  equal to it on average (``E[floor(y + u)] = y``), up to the rounding of the level to the dtype;
+* zeros (``+0.0`` and ``-0.0``) are not values but positions, coded as above, and decode to
+  ``+0.0``; since no level is zero, a non-zero value never decodes to zero, so the decoded array
+  has exactly the input's zero pattern (and ``known_masks`` work unchanged).
+
+Codes take every one of the ``2**b`` patterns, so a quantised array is coded raw only when it has
+no zero. Bool and integer arrays, float arrays no wider than ``value_bits`` (float16 at
+16 bits), and float arrays that cannot be quantised (a NaN or infinity, no non-zero value, or a
+scale so small that the level nearest zero would round to zero in the dtype) are sent exactly, as
+at 32 bits, whatever ``value_bits`` says: a NaN update stays a NaN for the receiver to reject.
+``describe`` says which arrays were quantised and with which scale.
 
 Payload format, version 1 (integers are unsigned LEB128 varints unless a width is given, all
 fixed-width integers little-endian)::
 
     magic b"PFLC" | version u8 | number of arrays
-    per array:  dtype code u8 | ndim | dims... | has_mask u8 [| mask count | mask crc32 u32]
+    per array:  dtype code u8 | ndim | dims... | flags u8 (bit 0: known mask, bit 1: quantised)
+                [| mask count | mask crc32 u32 (bit 0)] [| value bits u8 | scale f64 (bit 1)]
                 | encoding u8 (0 raw, 1 bitmask, 2 golomb-rice)
                 [| nnz (bitmask, golomb-rice)] [| k u8 | unary bit count (golomb-rice)]
     sections of every array in order:  raw: values | bitmask: mask bits, values
                                        | golomb-rice: unary bits, remainder bits, values
     crc32 u32 of everything before it
 
-Each section's byte length follows from the counts in the header, so ``decode`` knows the exact
-payload length before touching a section and refuses truncated, padded or corrupted payloads.
+Values are the dtype's bit patterns, or for a quantised array the ``value bits``-wide two's
+complement codes ``c``. Each section's byte length follows from the counts in the header, so
+``decode`` knows the exact payload length before touching a section and refuses truncated, padded
+or corrupted payloads. Bit 1 of the flags byte was added to version 1 without changing anything
+else: every earlier payload is still valid and decodes the same, and an earlier decoder refuses a
+quantised payload at the flags byte (it accepted only 0 and 1) rather than misread it.
 """
 
 import functools
 import math
+import numbers
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from prunefl_lite.validate import check_int, check_number
+from prunefl_lite.validate import check_choice, check_int, check_number
 
 MAGIC = b"PFLC"
 FORMAT_VERSION = 1
@@ -51,6 +80,10 @@ _RAW, _BITMASK, _RICE = range(len(ENCODINGS))
 _CHECKSUM_BYTES = 4
 _MAX_NDIM = 64
 _MAX_RICE_PARAMETER = 62
+VALUE_BITS = (8, 16, 32)
+_EXACT_BITS = 32
+_MASK_FLAG, _QUANTISED_FLAG = 1, 2
+_SCALE_BYTES = 8
 _DTYPES = tuple(
     np.dtype(name).newbyteorder("<")
     for name in (
@@ -60,7 +93,7 @@ _DTYPES = tuple(
 )  # fmt: skip
 
 
-def encode(arrays, known_masks=None):
+def encode(arrays, known_masks=None, value_bits=32, rng=None):
     """Encode arrays into one self-describing, checksummed payload.
 
     Args:
@@ -68,15 +101,21 @@ def encode(arrays, known_masks=None):
             (1 to 8 bytes per entry), any shape. Big-endian input decodes as little-endian.
         known_masks: None, or one entry per array: None, or a boolean array of the array's shape
             that the receiver already holds. Only the entries where the mask is True are sent.
+        value_bits: 32 (every value exact), 16 or 8 (float arrays wider than that send their
+            non-zero values as unbiased stochastically rounded codes; see the module docstring).
+        rng: The ``np.random.Generator`` (or an int seed for one) that draws the stochastic
+            rounding; required when ``value_bits`` is 16 or 8, unused at 32.
 
     Returns:
         The payload as ``bytes``.
 
     Raises:
-        TypeError: If ``arrays`` is not a sequence of arrays of a supported dtype, or a mask is
-            not a boolean array.
+        TypeError: If ``arrays`` is not a sequence of arrays of a supported dtype, a mask is
+            not a boolean array, ``value_bits`` is not an int or ``rng`` is missing or not a
+            generator or an int.
         ValueError: If ``known_masks`` has the wrong length, a mask's shape differs from its
-            array's, or an array has a non-zero entry where its mask is False.
+            array's, an array has a non-zero entry where its mask is False, ``value_bits`` is not
+            8, 16 or 32, or a seed is negative.
 
     Example:
         >>> import numpy as np
@@ -87,12 +126,17 @@ def encode(arrays, known_masks=None):
         True
         >>> decode(payload)[0].tobytes() == weights.tobytes()
         True
+        >>> small = encode([weights], value_bits=8, rng=np.random.default_rng(0))
+        >>> decode(small)[0][[3, 500]]  # 1.5 is the largest value: a level; -0.0 is a zero
+        array([1.5, 0. ], dtype=float32)
     """
+    value_bits = _check_value_bits(value_bits)
+    rng = _check_rng(rng, value_bits)
     arrays = _check_sequence("arrays", arrays)
     masks = _check_known_masks(known_masks, len(arrays))
     headers, sections = [MAGIC, bytes([FORMAT_VERSION]), _varint(len(arrays))], []
     for index, (array, mask) in enumerate(zip(arrays, masks, strict=True)):
-        header, array_sections = _encode_array(index, array, mask)
+        header, array_sections = _encode_array(index, array, mask, value_bits, rng)
         headers.append(header)
         sections.extend(array_sections)
     parts = headers + sections
@@ -101,14 +145,18 @@ def encode(arrays, known_masks=None):
 
 
 def decode(payload, known_masks=None):
-    """Decode a payload made by :func:`encode` back into the arrays, bit for bit.
+    """Decode a payload made by :func:`encode` back into the arrays.
+
+    The value width is read from the payload: arrays sent exactly come back bit for bit, and
+    quantised arrays come back with the input's zeros and each non-zero value at its level.
 
     Args:
         payload: The ``bytes`` (or any bytes-like object) returned by :func:`encode`.
         known_masks: The masks given to :func:`encode` (None where none was given).
 
     Returns:
-        A list of new, writable arrays with the encoded dtypes, shapes and bit patterns.
+        A list of new, writable arrays with the encoded dtypes and shapes (and bit patterns,
+        unless quantised).
 
     Raises:
         TypeError: If ``payload`` is not bytes-like.
@@ -136,14 +184,16 @@ def decode(payload, known_masks=None):
 
 
 def describe(payload):
-    """Describe each array of a payload: dtype, shape, chosen encoding, mask use and bytes.
+    """Describe each array of a payload: dtype, shape, encoding, mask use, value width and bytes.
 
     Args:
         payload: The ``bytes`` returned by :func:`encode`.
 
     Returns:
         One dict per array with keys ``dtype`` (str), ``shape`` (tuple), ``encoding`` (one of
-        ``ENCODINGS``), ``masked`` (bool) and ``section_bytes`` (int, header excluded).
+        ``ENCODINGS``), ``masked`` (bool), ``value_bits`` (int, the width of each sent value:
+        8 or 16 if quantised, else the dtype's), ``scale`` (float, or None unless quantised)
+        and ``section_bytes`` (int, header excluded).
 
     Raises:
         ValueError: If the payload is truncated or corrupted, as in :func:`decode`.
@@ -163,6 +213,8 @@ def describe(payload):
             "shape": record.shape,
             "encoding": ENCODINGS[record.encoding],
             "masked": record.mask_count is not None,
+            "value_bits": record.value_itemsize * 8,
+            "scale": record.scale,
             "section_bytes": sum(record.section_sizes()),
         }
         for record in records
@@ -175,8 +227,15 @@ def entropy_bound_bytes(num_values, density, value_bits=32):
     Positions cost ``num_values * H(density)`` bits (``H`` the binary entropy, ``H(0) = H(1) = 0``)
     and each of the ``num_values * density`` non-zero values ``value_bits`` bits.
 
+    The position term is the entropy of uniformly random positions, a lower bound for any code.
+    The value term treats each value as an incompressible ``value_bits``-bit word: exact for
+    float32 values sent bit for bit (32), and for :func:`encode`'s 16- and 8-bit codes pass 16 or
+    8 (the payload's per-array scale, 8 bytes, is left out). It is not a lower bound on coding
+    the codes themselves: codes of bell-shaped weights cluster near zero, have fewer than
+    ``value_bits`` bits of entropy, and an entropy coder of the values could go below it.
+
     Args:
-        num_values: Number of entries, a non-negative int.
+        num_values: Number of entries (the mask's True entries under a known mask), an int >= 0.
         density: Fraction of non-zero entries, in [0, 1].
         value_bits: Bits per non-zero value, a positive finite number.
 
@@ -190,6 +249,8 @@ def entropy_bound_bytes(num_values, density, value_bits=32):
     Example:
         >>> entropy_bound_bytes(8, 0.5)  # 8 position bits, 4 values of 4 bytes
         17.0
+        >>> entropy_bound_bytes(8, 0.5, value_bits=8)  # 8 position bits, 4 values of 1 byte
+        5.0
         >>> entropy_bound_bytes(1000, 0.0)
         0.0
     """
@@ -225,6 +286,29 @@ def _check_known_masks(known_masks, num_arrays):
             f"known_masks must have one entry per array ({num_arrays}), got {len(masks)}"
         )
     return masks
+
+
+def _check_value_bits(value_bits):
+    """Return ``value_bits`` as a plain int if it is one of ``VALUE_BITS`` (bools refused)."""
+    if isinstance(value_bits, bool) or not isinstance(value_bits, numbers.Integral):
+        choices = ", ".join(map(str, VALUE_BITS))
+        raise TypeError(f"value_bits must be one of {choices}, got {value_bits!r}")
+    return int(check_choice("value_bits", value_bits, VALUE_BITS))
+
+
+def _check_rng(rng, value_bits):
+    """Return a generator for the stochastic rounding (None at 32 bits, where none is drawn)."""
+    wanted = "a numpy.random.Generator or an integer seed >= 0"
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None and value_bits == _EXACT_BITS:
+        return None
+    if rng is None or isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
+        when = f" when value_bits is {value_bits}" if rng is None else ""
+        raise TypeError(f"rng must be {wanted}{when}, got {rng!r}")
+    if rng < 0:
+        raise ValueError(f"rng must be {wanted}, got {rng!r}")
+    return np.random.default_rng(int(rng))
 
 
 def _check_array(index, array):
@@ -271,36 +355,83 @@ def _varint(value):
     return bytes(out)
 
 
-def _encode_array(index, array, mask):
+def _encode_array(index, array, mask, value_bits, rng):
     """Return the header bytes and the sections of one array."""
     array = _check_array(index, array)
+    scale = _quantisation_scale(array, value_bits)
+    if scale is not None:
+        array = np.where(array == 0, array.dtype.type(0), array)  # -0.0 is a zero, not a value
     bits = _bit_patterns(array)
     header = bytes([_DTYPES.index(array.dtype)]) + _varint(array.ndim)
     header += b"".join(_varint(dim) for dim in array.shape)
-    if mask is None:
-        header += bytes([0])
-    else:
+    flags = _MASK_FLAG if mask is not None else 0
+    flags |= _QUANTISED_FLAG if scale is not None else 0
+    header += bytes([flags])
+    if mask is not None:
         flat_mask = _check_mask(index, mask, array)
-        lost = np.count_nonzero(bits[~flat_mask])
-        if lost:
-            raise ValueError(
-                f"arrays[{index}] has {lost} non-zero entries where known_masks[{index}] is "
-                "False; they would be lost (zero means all bits zero, so -0.0 counts as non-zero)"
-            )
+        _check_nothing_lost(index, bits, flat_mask)
         bits = bits[flat_mask]
-        header += bytes([1]) + _varint(bits.size)
-        header += _mask_checksum(flat_mask).to_bytes(_CHECKSUM_BYTES, "little")
-    coding_header, sections = _encode_bits(bits)
+        header += _varint(bits.size) + _mask_checksum(flat_mask).to_bytes(_CHECKSUM_BYTES, "little")
+    codes = None
+    if scale is not None:
+        header += bytes([value_bits]) + np.float64(scale).astype("<f8").tobytes()
+        codes = _quantise(bits.view(array.dtype)[bits != 0], scale, value_bits, rng)
+    coding_header, sections = _encode_bits(bits, codes)
     return header + coding_header, sections
 
 
-def _encode_bits(bits):
-    """Return the coding header and sections of the smallest encoding of flat bit patterns."""
+def _check_nothing_lost(index, bits, flat_mask):
+    """Raise ValueError if an array has a non-zero entry where its known mask is False."""
+    lost = np.count_nonzero(bits[~flat_mask])
+    if lost:
+        raise ValueError(
+            f"arrays[{index}] has {lost} non-zero entries where known_masks[{index}] is "
+            "False; they would be lost (zero means all bits zero, so -0.0 counts as non-zero "
+            "unless the array is quantised)"
+        )
+
+
+def _quantisation_scale(array, value_bits):
+    """Return the grid's scale if ``array`` is to be quantised to ``value_bits``, else None.
+
+    None at 32 bits (exact, float64 included), for non-float arrays, floats no wider than
+    ``value_bits``, non-finite or all-zero arrays, and scales whose level nearest zero,
+    ``scale / 2``, rounds to zero in the dtype.
+    """
+    if value_bits == _EXACT_BITS or array.dtype.kind != "f" or array.size == 0:
+        return None
+    if value_bits >= array.dtype.itemsize * 8:
+        return None
+    largest = float(np.max(np.abs(array), initial=0))
+    if not math.isfinite(largest) or largest == 0:  # NaN propagates through max
+        return None
+    scale = largest / (2 ** (value_bits - 1) - 0.5)
+    return scale if array.dtype.type(scale / 2) != 0 else None
+
+
+def _quantise(values, scale, value_bits, rng):
+    """Return the unbiased stochastic codes of ``values`` on the grid, as unsigned patterns."""
+    top = 2 ** (value_bits - 1)
+    below = np.clip(values.astype(np.float64) / scale - 0.5, -top, top - 1)
+    codes = np.floor(below + rng.random(values.size))
+    codes = np.minimum(codes, top - 1)  # below + u can round up to top when u is near 1
+    return codes.astype(f"<i{value_bits // 8}").view(f"<u{value_bits // 8}")
+
+
+def _encode_bits(bits, codes=None):
+    """Return the coding header and sections of the smallest encoding of flat bit patterns.
+
+    ``codes``, for a quantised array, are the values to send for its non-zero entries, in
+    order; as every code is a value, raw can code such an array only when it has no zero.
+    """
     nnz = np.count_nonzero(bits)
-    if (bits.size - nnz) * bits.itemsize * 8 <= min(bits.size, nnz):
+    values = bits if codes is None else codes
+    if nnz == bits.size or (
+        codes is None and (bits.size - nnz) * bits.itemsize * 8 <= min(bits.size, nnz)
+    ):
         # Raw is provably smallest: bitmask costs one bit per entry and Golomb-Rice at least one
         # per non-zero, more than the zeros raw spends. Skipping the search keeps dense fast.
-        return bytes([_RAW]), [bits]
+        return bytes([_RAW]), [values]
     positions = np.flatnonzero(bits)
     gaps = np.diff(positions, prepend=-1) - 1
     rice_parameter = _best_rice_parameter(gaps)
@@ -314,15 +445,18 @@ def _encode_bits(bits):
         len(coding_header)
         + sum(
             _section_sizes(
-                encoding, bits.size, bits.itemsize, gaps.size, rice_parameter, unary_bits
+                encoding, bits.size, values.itemsize, gaps.size, rice_parameter, unary_bits
             )
         )
         for encoding, coding_header in enumerate(coding_headers)
     ]
+    if codes is not None:
+        sizes[_RAW] = math.inf
     encoding = sizes.index(min(sizes))
     if encoding == _RAW:
         return coding_headers[_RAW], [bits]
-    values = bits[positions]
+    if codes is None:
+        values = bits[positions]
     if encoding == _BITMASK:
         return coding_headers[_BITMASK], [np.packbits(bits != 0), values]
     unary, remainders = _rice_streams(gaps, rice_parameter, unary_bits)
@@ -380,6 +514,13 @@ class _Record:
     nnz: int
     rice_parameter: int
     unary_bits: int
+    value_bits: int = 0
+    scale: float | None = None
+
+    @property
+    def value_itemsize(self):
+        """Bytes per sent value: the dtype's, or the quantised codes'."""
+        return self.dtype.itemsize if self.scale is None else self.value_bits // 8
 
     @property
     def coded_length(self):
@@ -391,7 +532,7 @@ class _Record:
         return _section_sizes(
             self.encoding,
             self.coded_length,
-            self.dtype.itemsize,
+            self.value_itemsize,
             self.nnz,
             self.rice_parameter,
             self.unary_bits,
@@ -470,15 +611,18 @@ def _read_record(reader, index):
     if ndim > _MAX_NDIM:
         raise ValueError(f"corrupted payload: {where} has {ndim} dimensions (max {_MAX_NDIM})")
     shape = tuple(reader.varint(f"{where} shape") for _ in range(ndim))
-    has_mask = reader.byte(f"{where} mask flag")
-    if has_mask not in (0, 1):
-        raise ValueError(f"corrupted payload: {where} has mask flag {has_mask}, not 0 or 1")
+    flags = reader.byte(f"{where} flags")
+    if flags & ~(_MASK_FLAG | _QUANTISED_FLAG):
+        raise ValueError(f"corrupted payload: {where} has flags {flags}, not a sum of 1 and 2")
     mask_count, mask_checksum = None, 0
-    if has_mask:
+    if flags & _MASK_FLAG:
         mask_count = reader.varint(f"{where} mask count")
         mask_checksum = int.from_bytes(
             reader.take(_CHECKSUM_BYTES, f"{where} mask checksum"), "little"
         )
+    value_bits, scale = 0, None
+    if flags & _QUANTISED_FLAG:
+        value_bits, scale = _read_quantisation(reader, where, _DTYPES[code])
     encoding = reader.byte(f"{where} encoding")
     if encoding >= len(ENCODINGS):
         raise ValueError(f"corrupted payload: {where} has unknown encoding id {encoding}")
@@ -498,9 +642,25 @@ def _read_record(reader, index):
         nnz=nnz,
         rice_parameter=rice_parameter,
         unary_bits=unary_bits,
+        value_bits=value_bits,
+        scale=scale,
     )
     _check_record_counts(where, record)
     return record
+
+
+def _read_quantisation(reader, where, dtype):
+    """Read and check a quantised array's value width and scale."""
+    value_bits = reader.byte(f"{where} value bits")
+    scale = float(np.frombuffer(reader.take(_SCALE_BYTES, f"{where} scale"), dtype="<f8")[0])
+    if dtype.kind != "f" or value_bits not in (8, 16) or value_bits >= dtype.itemsize * 8:
+        raise ValueError(
+            f"corrupted payload: {where} is {dtype} quantised to {value_bits} bits, which "
+            "encode never writes"
+        )
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"corrupted payload: {where} has scale {scale}, not finite and > 0")
+    return value_bits, scale
 
 
 def _check_record_counts(where, record):
@@ -559,8 +719,9 @@ def _check_decode_mask(index, record, mask):
 
 def _decode_bits(index, record, sections, uint):
     """Return the flat bit patterns of the coded entries of one array."""
+    values = _sent_values(record, sections[-1], uint)
     if record.encoding == _RAW:
-        return np.frombuffer(sections[0], dtype=uint).copy()
+        return values.copy()  # writable, and not a view of the payload
     length, nnz = record.coded_length, record.nnz
     if record.encoding == _BITMASK:
         where = np.unpackbits(np.frombuffer(sections[0], dtype=np.uint8), count=length)
@@ -570,8 +731,17 @@ def _decode_bits(index, record, sections, uint):
     if positions.size != nnz or (nnz and not 0 <= positions[-1] < length):
         raise ValueError(f"inconsistent lengths: array {index} positions do not match its counts")
     bits = np.zeros(length, dtype=uint)
-    bits[positions] = np.frombuffer(sections[-1], dtype=uint)
+    bits[positions] = values
     return bits
+
+
+def _sent_values(record, section, uint):
+    """Return the sent values as the dtype's bit patterns (a quantised code as its level)."""
+    if record.scale is None:
+        return np.frombuffer(section, dtype=uint)
+    codes = np.frombuffer(section, dtype=f"<i{record.value_itemsize}")
+    levels = (codes + 0.5) * record.scale
+    return levels.astype(record.dtype).view(uint)
 
 
 def _rice_positions(unary, remainders, record):
