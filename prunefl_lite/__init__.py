@@ -11,7 +11,8 @@ and quiets TensorFlow's start-up logging. Import it before TensorFlow:
 Modules, one responsibility each: `config` (FedConfig), `data` (datasets, partitions), `models`
 (2NN, CNN), `pruning` (a subpackage: masks, schedules and tfmot, reports, structured pruning,
 FL pruning strategies), `strategy` (the protocol the round loop calls), `client` (local
-updates), `server` (aggregation rules), `fedavg` (the round loop), `history` (per-round
+updates), `server` (aggregation rules), `round` (the one copy of an FL round, shared by
+`fedavg` and `flower`), `fedavg` (the round loop), `history` (per-round
 record), `compress` (payload encoders), `plots` (figures), `stats` (spread over seeds, one
 convention), `validate` (the argument checks
 every module shares: ``NAME must be ..., got VALUE``), `export` (Keras -> LiteRT bytes, run and
@@ -73,6 +74,7 @@ from prunefl_lite import (  # noqa: E402  (TensorFlow must be configured first)
     privacy,
     pruning,
     robust,
+    round,
     server,
     stats,
     strategy,
@@ -85,5 +87,5 @@ from prunefl_lite.history import History  # noqa: E402
 __all__ = [
     "FedConfig", "History", "run_fedavg", "attacks", "client", "compress", "config", "data",
     "export", "fedavg", "history", "metrics", "models", "plots", "privacy", "pruning", "robust",
-    "server", "stats", "strategy", "validate",
+    "round", "server", "stats", "strategy", "validate",
 ]

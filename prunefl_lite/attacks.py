@@ -9,7 +9,8 @@ every round they are sampled, and they number `fraction * num_clients`.
 
 import numpy as np
 
-from prunefl_lite.strategy import NoPruning
+from prunefl_lite.strategy import StrategyWrapper
+from prunefl_lite.validate import check_choice, check_int, check_number
 
 __all__ = ["ATTACKS", "ModelPoisoning", "choose_malicious", "flip_labels"]
 
@@ -28,6 +29,7 @@ def choose_malicious(num_clients, fraction, seed=0):
         A sorted int64 array of distinct client ids.
 
     Raises:
+        TypeError: On a non-integer `num_clients` or a non-number `fraction` (bools refused).
         ValueError: On a `num_clients` below 1 or a `fraction` outside [0, 1).
 
     Example:
@@ -36,12 +38,8 @@ def choose_malicious(num_clients, fraction, seed=0):
         >>> choose_malicious(20, 0.0).tolist()
         []
     """
-    if isinstance(num_clients, bool) or not isinstance(num_clients, (int, np.integer)) or (
-            num_clients < 1):
-        raise ValueError(f"num_clients must be an integer >= 1, got {num_clients!r}")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
-            0 <= fraction < 1):
-        raise ValueError(f"fraction must be a number in [0, 1), got {fraction!r}")
+    num_clients = check_int("num_clients", num_clients, 1)
+    fraction = check_number("fraction", fraction, 0, 1, high_open=True)
     count = int(round(fraction * num_clients))
     chosen = np.random.default_rng(seed).choice(num_clients, size=count, replace=False)
     return np.sort(chosen).astype(np.int64)
@@ -70,9 +68,7 @@ def flip_labels(clients, malicious, num_classes):
         >>> [y.tolist() for _, y in flip_labels(clients, [0], num_classes=4)]
         [[3, 0], [1]]
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or (
-            num_classes < 2):
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    num_classes = check_int("num_classes", num_classes, 2)
     bad = sorted(int(k) for k in malicious if not 0 <= k < len(clients))
     if bad:
         raise ValueError(f"malicious must hold client ids in [0, {len(clients) - 1}], got {bad}")
@@ -87,8 +83,8 @@ def flip_labels(clients, malicious, num_classes):
     return flipped
 
 
-class ModelPoisoning:
-    """A strategy wrapper for `run_fedavg` whose malicious clients upload a poisoned model.
+class ModelPoisoning(StrategyWrapper):
+    """A strategy wrapper whose malicious clients upload a poisoned model (a client hook).
 
     With the global model g and the model w a malicious client trained honestly, it uploads
 
@@ -98,8 +94,11 @@ class ModelPoisoning:
       (the "explicit boosting" of Bhagoji et al. 2019, the scaling of Bagdasaryan et al. 2020).
 
     Honest clients upload what the wrapped strategy makes them upload. Every other hook comes
-    from `pruning`, so an attack combines with any aggregation or pruning strategy (including
-    `robust.RobustAggregation`). A poisoned upload keeps the zeros of a masked model.
+    from `pruning` (`StrategyWrapper`), so an attack combines with any aggregation or pruning
+    strategy (including `robust.RobustAggregation`), on both runtimes. A poisoned upload keeps
+    the zeros of a masked model. The attack is a client hook, so it keeps no log of its own;
+    `uploads` is the experimenter's log, kept on the server side from the malicious set (which
+    the simulation knows; a real server would not).
 
     Args:
         malicious: The ids of the malicious clients (e.g. from `choose_malicious`).
@@ -108,7 +107,9 @@ class ModelPoisoning:
         pruning: The wrapped strategy (default: plain FedAvg).
 
     Raises:
-        ValueError: On an unknown attack, a non-positive scale or a negative client id.
+        TypeError: On a non-number scale or a non-integer client id (bools refused).
+        ValueError: On an unknown attack, a non-positive or infinite scale or a negative
+            client id.
 
     Example:
         >>> attack = ModelPoisoning([1], attack="sign_flip", scale=2.0)
@@ -117,46 +118,38 @@ class ModelPoisoning:
         [-1.0, 3.0]
         >>> attack.client_upload(1, 0, w, g)[0].tolist()  # client 0 is honest
         [2.0, 0.0]
-        >>> attack.uploads  # (round, client id) of each poisoned upload so far
-        [(1, 1)]
     """
 
     def __init__(self, malicious, attack="sign_flip", scale=None, pruning=None):
-        if attack not in ATTACKS:
-            raise ValueError(f"attack must be one of {list(ATTACKS)}, got {attack!r}")
+        check_choice("attack", attack, ATTACKS)
         if scale is None:
             scale = 1.0 if attack == "sign_flip" else 10.0
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
-                np.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-        ids = [int(k) for k in malicious]
-        if any(k < 0 for k in ids):
-            raise ValueError(f"malicious must hold client ids >= 0, got {sorted(ids)}")
+        scale = check_number("scale", scale, 0, low_open=True)
+        ids = [check_int("malicious", k, 0) for k in malicious]
         self.malicious, self.attack, self.scale = frozenset(ids), attack, float(scale)
-        self.inner = pruning if pruning is not None else NoPruning()
+        super().__init__(pruning)
         self.uploads = []
 
     def __repr__(self):
         return (f"ModelPoisoning({sorted(self.malicious)}, attack={self.attack!r}, "
                 f"scale={self.scale}, pruning={self.inner!r})")
 
-    def __getattr__(self, name):
-        """Every other hook and attribute (masks, aggregation, re-pruning) comes from `inner`."""
-        if name == "inner":  # not set yet (e.g. while unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
     def start(self, weights, config):
-        """Forget the previous run's poisoned uploads; then the inner strategy's start."""
+        """Forget the previous run's log; then the inner strategy's start."""
         self.uploads = []
         return self.inner.start(weights, config)
+
+    def receive(self, round_num, uploads):
+        """Log (round, client id) of the accepted uploads from malicious clients."""
+        self.uploads += [(round_num, u.client_id) for u in uploads
+                         if u.client_id in self.malicious]
+        self.inner.receive(round_num, uploads)
 
     def client_upload(self, round_num, client_id, weights, global_weights):
         """The inner strategy's upload, poisoned if `client_id` is malicious."""
         weights = self.inner.client_upload(round_num, client_id, weights, global_weights)
         if client_id not in self.malicious:
             return weights
-        self.uploads.append((round_num, client_id))
         factor = -self.scale if self.attack == "sign_flip" else self.scale
         return [(g + factor * (np.asarray(w, np.float64) - g)).astype(np.asarray(w).dtype)
                 for w, g in zip(weights, global_weights)]

@@ -21,7 +21,9 @@ def plan_local_steps(client_rows, local_epochs, batch_size, rng):
         local_epochs: Passes of each client over its own data.
         batch_size: Mini-batch size; a client's last batch of an epoch is padded (to at most
             the largest client's size, so "B = all" as a large number costs nothing extra).
-        rng: `np.random.Generator` for the per-epoch shuffles.
+        rng: `np.random.Generator` for the per-epoch shuffles, or a list with one generator per
+            client (then a client's batches depend only on its own generator, so a client
+            that plans alone, as on a deployment, gets the same batches).
 
     Returns:
         A dict of NumPy arrays: "rows" (steps, batch_size) int32 indices and "weights"
@@ -33,15 +35,19 @@ def plan_local_steps(client_rows, local_epochs, batch_size, rng):
         >>> plan["rows"].shape, float(plan["weights"].sum()), plan["stop"].tolist()
         ((5, 2), 8.0, [2, 5])
     """
+    rngs = rng if isinstance(rng, (list, tuple)) else [rng] * len(client_rows)
+    if len(rngs) != len(client_rows):
+        raise ValueError(f"rng must be one generator or one per client ({len(client_rows)}), "
+                         f"got {len(rngs)}")
     rows, weights, steps_per_client = [], [], []
     # padding beyond the largest client would only add zero-weight rows: cap the batch width
     batch_size = min(batch_size, max(len(own_rows) for own_rows in client_rows))
-    for own_rows in client_rows:
+    for own_rows, own_rng in zip(client_rows, rngs):
         steps = -(-len(own_rows) // batch_size)  # ceil: the last batch may be partial
         for _ in range(local_epochs):
             # pad with the client's own first row: padding never touches another client's data
             order = np.full(steps * batch_size, own_rows[0], dtype=np.int32)
-            order[: len(own_rows)] = rng.permutation(own_rows)
+            order[: len(own_rows)] = own_rng.permutation(own_rows)
             rows.append(order.reshape(steps, batch_size))
             weights.append((np.arange(steps * batch_size) < len(own_rows)).reshape(steps, -1))
         steps_per_client.append(steps * local_epochs)
@@ -274,6 +280,29 @@ class ClientTrainer:
         if self.masked:
             for v, m in zip(trainable, self._masks):  # exact zeros, even where v is NaN
                 v.assign(tf.where(m, v, tf.zeros_like(v)))
+
+    def gradients(self, weights, rows):
+        """Gradient of the mean loss over the examples `rows` (of `set_data`) at `weights`.
+
+        What a client computes on its own data when a strategy asks it for a report (e.g. the
+        regrowth scores of `pruning.DynamicPruning`). Random layers run in inference mode.
+
+        Args:
+            weights: The federated weights (the order of `get_weights`).
+            rows: Int indices into the data given to `set_data`.
+
+        Returns:
+            One float32 array per federated weight: the gradient for trainable weights, None
+            for BatchNorm statistics (not trained by gradient).
+        """
+        self.set_weights(weights)
+        x = tf.gather(self._x, np.asarray(rows, np.int64))
+        y = tf.gather(self._y, np.asarray(rows, np.int64))
+        trainable = self.variables[: self.num_trainable]
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(self._loss(y, self.model(x, training=False)))
+        grads = [g.numpy() for g in tape.gradient(loss, trainable)]
+        return grads + [None] * (len(self.variables) - self.num_trainable)
 
     def evaluate(self, weights, x, y):
         """Mean loss and accuracy of `weights` on `(x, y)`.

@@ -1,7 +1,6 @@
 """The FedAvg round loop: sample, broadcast, train locally, upload, aggregate, evaluate."""
 
 import dataclasses
-import json
 import sys
 import time
 
@@ -9,26 +8,21 @@ import numpy as np
 import tensorflow as tf
 
 from prunefl_lite import compress
-from prunefl_lite.client import (
-    ClientTrainer,
-    check_model,
-    classify_variables,
-    plan_local_steps,
-)
+from prunefl_lite import round as fl_round
 from prunefl_lite.history import History
 from prunefl_lite.pruning.masks import kernel_sparsity
-from prunefl_lite.server import server_update, weighted_average
+from prunefl_lite.round import client_seeds, sample_round
+from prunefl_lite.server import weighted_average
 from prunefl_lite.strategy import NoPruning
 from prunefl_lite.validate import check_pairs
 
 __all__ = ["NoPruning", "client_seeds", "kernel_sparsity", "run_fedavg", "sample_round",
            "weighted_average"]
 
-_TRAINERS = {}  # compiled trainers, reused by every run with the same architecture
-
 
 def run_fedavg(model_fn, clients, test, config, pruning=None, progress=False,
-               stop_at_accuracy=None, initial_weights=None, on_round=None):
+               stop_at_accuracy=None, initial_weights=None, on_round=None,
+               accept_failures=False):
     """Run federated averaging (McMahan et al. 2017), optionally with pruning.
 
     Each round the server samples `config.clients_per_round` clients (without replacement);
@@ -66,6 +60,11 @@ def run_fedavg(model_fn, clients, test, config, pruning=None, progress=False,
         on_round: None, or an observer called after every round as
             `on_round(round_num, record, weights)` with the round's record (the dict appended
             to `history.rounds`) and the new global weights; its return value is ignored.
+        accept_failures: False: an exception in a client (in a strategy's client hook) stops
+            the run with a `round.ClientFailure` carrying the client's traceback. True: the
+            round goes on without that client and the record lists it under "failures"
+            (as Flower's `accept_failures`); a round in which clients failed and none
+            completed is an error either way.
 
     Returns:
         A `History`; `final_weights` is the federated weight list (trainable weights, then
@@ -90,23 +89,20 @@ def run_fedavg(model_fn, clients, test, config, pruning=None, progress=False,
     """
     strategy = pruning if pruning is not None else NoPruning()
     x_all, y_all, client_rows = _check_clients(clients, config)
-    test_x, test_y = _check_test(test, x_all)
-    trainer, weights = _trainer_and_initial_weights(model_fn, strategy, config, initial_weights)
+    test = _check_test(test, x_all)
+    trainer, weights = fl_round.build_trainer(model_fn, strategy, config)
+    if initial_weights is not None:
+        weights = _check_initial_weights(initial_weights, weights)
+    weights = strategy.start(weights, config)
     trainer.set_data(x_all, y_all)
     run = _RunState(trainer, weights, config)
     rng = np.random.default_rng(config.seed)
     history = History(config=_config_dict(config, strategy))
-    rounds = range(1, config.num_rounds + 1)
-    for round_num in _progress_bar(rounds, progress):
-        start = time.perf_counter()
+    for round_num in _progress_bar(range(1, config.num_rounds + 1), progress):
+        started = time.perf_counter()
         record, weights = _run_round(round_num, trainer, strategy, weights, run, client_rows,
-                                     config, rng)
-        if round_num % config.eval_every == 0 or round_num == config.num_rounds:
-            record["loss"], record["accuracy"] = trainer.evaluate(weights, test_x, test_y)
-        else:
-            record["loss"] = record["accuracy"] = None
-        record["sparsity"] = kernel_sparsity(weights)
-        record["seconds"] = time.perf_counter() - start
+                                     config, rng, accept_failures)
+        fl_round.evaluate_round(record, trainer, weights, test, round_num, config, started)
         history.rounds.append(record)
         if on_round is not None:
             on_round(round_num, record, weights)
@@ -118,7 +114,7 @@ def run_fedavg(model_fn, clients, test, config, pruning=None, progress=False,
 
 
 class _RunState:
-    """What the clients hold between rounds: masks, frozen weights, FedBN's local values."""
+    """What the clients hold between rounds (masks, frozen weights) and FedBN's local values."""
 
     def __init__(self, trainer, weights, config):
         self.local_mode = config.batch_norm == "local"
@@ -126,150 +122,50 @@ class _RunState:
         self.shared_index = [i for i in range(len(weights)) if i not in set(self.local_index)]
         self.initial_local = [weights[i] for i in self.local_index]
         self.local = {}  # client -> its own BatchNorm values (FedBN)
-        self.held_masks = {}  # client -> the masks it received last
-        self.has_frozen = set()  # clients that received the frozen weights
         frozen = [v.numpy() for v in trainer.frozen_variables]
-        self.frozen_bytes = len(compress.encode(frozen)) if frozen else 0
+        self.downloads = fl_round.Downloads(len(compress.encode(frozen)) if frozen else 0,
+                                            shared=self.shared)
 
     def shared(self, arrays):
         """The entries of a weight (or mask) list that travel (all but FedBN's local ones)."""
         return [arrays[i] for i in self.shared_index] if arrays is not None else None
 
+    def local_start(self, client_ids):
+        """FedBN: each client's own BatchNorm values, stacked (None when not FedBN)."""
+        if not self.local_mode:
+            return None
+        return [np.stack([self.local.get(int(k), self.initial_local)[j] for k in client_ids])
+                for j in range(len(self.local_index))]
 
-def sample_round(rng, num_clients, clients_per_round, dropout_rate):
-    """Which clients a round samples and which of them answer.
-
-    The rule of deployed FL (Bonawitz et al. 2019): the server samples `clients_per_round`
-    distinct clients uniformly; each fails independently with probability `dropout_rate`, so
-    the number that fails is Binomial(clients_per_round, dropout_rate), its mean
-    `dropout_rate * clients_per_round` (29 of 50 at 0.58), and small rounds are not rounded
-    down to no failures at all.
-
-    Args:
-        rng: The run's `np.random.Generator`.
-        num_clients: How many clients there are (K).
-        clients_per_round: How many are sampled (m <= K).
-        dropout_rate: Probability in [0, 1) that a sampled client fails.
-
-    Returns:
-        `(sampled, answered)`: int arrays of client ids, both sorted; `answered` is a subset.
-
-    Example:
-        >>> rng = np.random.default_rng(0)
-        >>> dropped = [50 - len(sample_round(rng, 100, 50, 0.58)[1]) for _ in range(2000)]
-        >>> round(float(np.mean(dropped)))
-        29
-    """
-    sampled = rng.choice(num_clients, size=clients_per_round, replace=False)
-    order = rng.permutation(sampled)  # kept from earlier versions: chapter 4 replays this stream
-    if dropout_rate > 0:
-        order = order[rng.random(len(order)) >= dropout_rate]
-    return np.sort(sampled), np.sort(order)
+    def keep_local(self, uploads):
+        """FedBN: remember each client's own BatchNorm values."""
+        for u in uploads if self.local_mode else []:
+            self.local[u.client_id] = [u.weights[i] for i in self.local_index]
 
 
-def client_seeds(seed, round_num, client_ids):
-    """The seed of each client's random layers in one round, derived from (seed, round, client).
-
-    NumPy's `SeedSequence` hashes the three numbers, so neighbouring clients and rounds get
-    unrelated streams, and a client's stream does not depend on who else was sampled.
-
-    Args:
-        seed: The run's `config.seed`.
-        round_num: The round, from 1.
-        client_ids: The clients' indices into `run_fedavg`'s `clients`.
-
-    Returns:
-        An int64 array with one non-negative seed per client.
-
-    Example:
-        >>> a = client_seeds(0, 1, [3, 5]); b = client_seeds(0, 1, [3, 5])
-        >>> bool((a == b).all()), a.dtype.name, bool(a[0] != a[1])
-        (True, 'int64', True)
-    """
-    return np.array([np.random.SeedSequence([seed, round_num, int(k)]).generate_state(
-        1, np.uint64)[0] >> np.uint64(1) for k in client_ids], dtype=np.int64)
-
-
-def _run_round(round_num, trainer, strategy, weights, run, client_rows, config, rng):
-    """One round: returns the round's record (without evaluation) and the new global weights."""
-    sampled, answered = sample_round(rng, len(client_rows), config.clients_per_round,
-                                     config.dropout_rate)
-    masks = strategy.round_masks(round_num, weights)
-    download_each = _downloads(sampled, weights, masks, run)
-    updates, counts, bytes_up = [], [], 0
-    if len(answered) > 0:  # a round in which every sampled client failed trains nobody
-        updates, counts, bytes_up = _train_and_upload(
-            round_num, trainer, strategy, weights, masks, run, client_rows, config, rng, answered)
-    if updates:
-        average = strategy.aggregate(updates, counts)
-        weights = server_update(weights, average, config.server_learning_rate)
-        if run.local_mode:
-            weights = _with_local_average(weights, run, client_rows)
-    weights = strategy.finish_round(round_num, weights)
-    record = {
-        "bytes_down": int(sum(download_each)),
-        "bytes_up": bytes_up,
-        "clients_completed": len(updates),
-        "clients_rejected": len(answered) - len(updates),
-        "clients_dropped": len(sampled) - len(answered),
-        "clients_sampled": [int(k) for k in sampled],
-        "bytes_down_each": download_each,
-    }
+def _run_round(round_num, trainer, strategy, weights, run, client_rows, config, rng,
+               accept_failures):
+    """One round (`prunefl_lite.round`): returns its record (before evaluation), new weights."""
+    plan = fl_round.plan_round(strategy, round_num, weights, rng, len(client_rows), config)
+    download_each = run.downloads.each(plan, weights)
+    uploads, failures = [], []
+    if len(plan.answered) > 0:  # a round in which every sampled client failed trains nobody
+        uploads, failures = fl_round.local_update(
+            trainer, strategy, plan, plan.answered, [client_rows[k] for k in plan.answered],
+            weights, config, local_weights=run.local_start(plan.answered))
+    fl_round.check_failures(round_num, failures, len(uploads), accept_failures)
+    # the real payloads' lengths are what is sent; decoding them would return the uploads
+    # bit for bit (compress's round trip is exact and tested), so the server uses them
+    sizes = [fl_round.upload_bytes(u, plan.masks, run.shared) for u in uploads]
+    accepted = fl_round.accept(uploads)
+    run.keep_local(accepted)
+    weights = fl_round.server_step(
+        strategy, round_num, weights, accepted, config,
+        after_update=(lambda w: _with_local_average(w, run, client_rows)) if run.local_mode
+        else None)
+    record = fl_round.round_record(plan, download_each, uploads, accepted, failures,
+                                   sum(a + b for a, b in sizes), sum(b for _, b in sizes))
     return record, weights
-
-
-def _train_and_upload(round_num, trainer, strategy, weights, masks, run, client_rows, config, rng,
-                      answered):
-    """Train the clients that answered; return accepted updates, their counts, bytes uploaded."""
-    start_weights = weights
-    updates, counts, bytes_up = [], [], 0
-    if strategy.masked:
-        trainer.set_masks([np.ones(w.shape, bool) if m is None else m
-                           for w, m in zip(weights, masks or [None] * len(weights))])
-    plan = plan_local_steps([client_rows[k] for k in answered], config.local_epochs,
-                            config.batch_size, rng)
-    local_steps = plan["stop"] - plan["start"]
-    local_start = None
-    if run.local_mode:
-        local_start = [np.stack([run.local.get(int(k), run.initial_local)[j] for k in answered])
-                       for j in range(len(run.local_index))]
-    stacked = trainer.train(start_weights, plan, config.learning_rate,
-                            strategy.pruning_steps(round_num, local_steps),
-                            seeds=client_seeds(config.seed, round_num, answered),
-                            local_weights=local_start)
-    trainer.check_frozen()
-    for slot, k in enumerate(answered):
-        trained = strategy.client_upload(round_num, int(k), [s[slot] for s in stacked],
-                                         start_weights)
-        # the real payload's length is what is sent; decoding it would return `trained` bit
-        # for bit (compress's round trip is exact and tested), so the server uses `trained`
-        bytes_up += len(compress.encode(run.shared(trained), known_masks=run.shared(masks)))
-        if all(np.all(np.isfinite(w)) for w in trained):
-            updates.append(trained)
-            counts.append(len(client_rows[k]))
-            if run.local_mode:
-                run.local[int(k)] = [trained[i] for i in run.local_index]
-    return updates, counts, bytes_up
-
-
-def _downloads(sampled, weights, masks, run):
-    """Bytes each sampled client downloads; updates what each client holds.
-
-    A client gets the kept values only if it holds exactly `masks` already, otherwise the
-    payload that carries the positions too; plus the frozen weights the first time.
-    """
-    payloads = {}
-    each = []
-    for k in (int(k) for k in sampled):
-        known = masks is not None and _same_masks(masks, run.held_masks.get(k))
-        if known not in payloads:
-            payloads[known] = len(compress.encode(
-                run.shared(weights), known_masks=run.shared(masks) if known else None))
-        each.append(payloads[known] + (0 if k in run.has_frozen else run.frozen_bytes))
-        run.has_frozen.add(k)
-        if masks is not None:
-            run.held_masks[k] = masks
-    return each
 
 
 def _with_local_average(weights, run, client_rows):
@@ -281,31 +177,6 @@ def _with_local_average(weights, run, client_rows):
     for i, value in zip(run.local_index, local):
         weights[i] = value
     return weights
-
-
-def _trainer_and_initial_weights(model_fn, strategy, config, initial_weights=None):
-    """The run's initial weights (whatever model_fn returns under the run's seed) and a trainer.
-
-    The compiled trainer is cached per architecture and strategy; the weights, and the frozen
-    (non-trainable) values, always come from this call of `model_fn`, so a model_fn that loads
-    or sets weights is respected.
-    """
-    _seed_keras_initialisers(config.seed)
-    model = model_fn()
-    if not isinstance(model, tf.keras.Model):
-        raise ValueError(f"model_fn must return a tf.keras.Model, got {type(model).__name__}")
-    check_model(model)
-    parts = classify_variables(model)
-    weights = [v.numpy() for v in parts["trainable"] + parts["statistics"]]
-    if initial_weights is not None:
-        weights = _check_initial_weights(initial_weights, weights)
-    weights = strategy.start(weights, config)
-    key = (_architecture_key(model), strategy.model_key(), strategy.masked)
-    if key not in _TRAINERS:
-        _TRAINERS[key] = ClientTrainer(strategy.wrap_model(model), masked=strategy.masked)
-    trainer = _TRAINERS[key]
-    trainer.load_frozen([v.numpy() for v in parts["frozen"]])
-    return trainer, weights
 
 
 def _check_initial_weights(initial_weights, model_weights):
@@ -322,41 +193,6 @@ def _check_initial_weights(initial_weights, model_weights):
             raise ValueError(f"initial_weights[{i}] must have shape {m.shape}, got {np.shape(w)}")
         out.append(np.array(w, dtype=m.dtype, copy=True))
     return out
-
-
-def _seed_keras_initialisers(seed):
-    """Seed Python, NumPy and Keras' initialiser seeds, as `tf.keras.utils.set_random_seed` does.
-
-    Unlike `set_random_seed` it leaves TensorFlow's global seed alone, because setting that
-    clears TensorFlow's runtime caches and costs the next compiled round about 0.3 s. Keras'
-    initialisers draw their seeds from Keras' own generator, so the weights are the same.
-    """
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed)
-    try:
-        from tf_keras.src import backend as keras_backend
-
-        keras_backend._SEED_GENERATOR.generator = random.Random(seed)
-    except (ImportError, AttributeError):  # a Keras without that generator: the slow, sure way
-        tf.keras.utils.set_random_seed(seed)
-
-
-def _architecture_key(model):
-    """The model's configuration without layer names (which Keras numbers on every build)."""
-
-    def strip(node):
-        if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if k != "name"}
-        if isinstance(node, list):
-            return [strip(v) for v in node]
-        return node
-
-    try:
-        return json.dumps(strip(model.get_config()), sort_keys=True, default=str)
-    except (NotImplementedError, TypeError):  # a subclassed model without get_config
-        return f"unkeyed-{id(model)}"
 
 
 def _check_clients(clients, config):
@@ -382,14 +218,6 @@ def _check_test(test, x_all):
     if x.shape[1:] != x_all.shape[1:]:
         raise ValueError(f"test examples have shape {x.shape[1:]}, clients' {x_all.shape[1:]}")
     return tf.constant(x), tf.constant(y)  # converted once, evaluated every round
-
-
-def _same_masks(masks, held):
-    """Whether the clients already hold exactly these masks."""
-    if masks is None or held is None:
-        return False
-    return all((m is None and h is None) or (m is not None and h is not None
-               and np.array_equal(m, h)) for m, h in zip(masks, held))
 
 
 def _config_dict(config, strategy):

@@ -17,7 +17,8 @@ import itertools
 
 import numpy as np
 
-from prunefl_lite.strategy import NoPruning
+from prunefl_lite.strategy import NoPruning, StrategyWrapper
+from prunefl_lite.validate import check_number
 
 __all__ = [
     "DPFedAvg", "agree_pair_seeds", "clip_update", "decode_fixed_point", "encode_fixed_point",
@@ -127,15 +128,14 @@ def clip_update(update, clip_norm):
         >>> norm, [round(float(a[0]), 6) for a in clipped]
         (5.0, [0.6, 0.8])
     """
-    if not (isinstance(clip_norm, (int, float)) and np.isfinite(clip_norm) and clip_norm > 0):
-        raise ValueError(f"clip_norm must be a positive number, got {clip_norm!r}")
+    clip_norm = check_number("clip_norm", clip_norm, 0, low_open=True)
     arrays = [np.asarray(u, np.float64) for u in update]
     norm = float(np.sqrt(sum(np.sum(a * a) for a in arrays)))
     scale = min(1.0, clip_norm / norm) if norm > 0 else 1.0
     return [a * scale for a in arrays], norm
 
 
-class DPFedAvg(NoPruning):
+class DPFedAvg(StrategyWrapper):
     """DP-FedAvg: clip each client's update to norm C, add Gaussian noise z*C to the sum.
 
     McMahan et al. (2018)'s algorithm with a fixed denominator. Each answering client's
@@ -164,8 +164,16 @@ class DPFedAvg(NoPruning):
             (0 clips without noise: no privacy, useful as a baseline).
         clip_norm: C > 0, the bound on each client's update norm.
         inner: None (dense FedAvg) or a strategy that aggregates by the plain average.
+        report_norms: Clients also upload their update norm before clipping, which the
+            server logs in `update_norms` (one list per round). A diagnostic for choosing C:
+            the norm is not privatised, so a private deployment would not send it.
+
+    Client half: `client_upload` clips (global weights + clipped update); with
+    `report_norms` `client_report` sends the norm. Server half: `round_masks` keeps the round's
+    global weights and masks, `aggregate` re-clips, sums, adds the noise and divides.
 
     Raises:
+        TypeError: On a bool or non-number multiplier or clip norm.
         ValueError: On a negative multiplier, a non-positive clip norm, or an inner strategy
             with its own aggregation rule.
 
@@ -174,56 +182,41 @@ class DPFedAvg(NoPruning):
         >>> DPFedAvg(noise_multiplier=-1.0, clip_norm=0.5)
         Traceback (most recent call last):
         ...
-        ValueError: noise_multiplier must be a number >= 0, got -1.0
+        ValueError: noise_multiplier must be a number in [0, inf), got -1.0
     """
 
-    def __init__(self, noise_multiplier, clip_norm, inner=None):
-        if not (isinstance(noise_multiplier, (int, float)) and np.isfinite(noise_multiplier)
-                and noise_multiplier >= 0):
-            raise ValueError(f"noise_multiplier must be a number >= 0, got {noise_multiplier!r}")
-        clip_update([np.zeros(1)], clip_norm)  # validates clip_norm
-        inner = inner if inner is not None else NoPruning()
-        if type(inner).aggregate is not NoPruning.aggregate:
+    def __init__(self, noise_multiplier, clip_norm, inner=None, report_norms=False):
+        self.noise_multiplier = check_number("noise_multiplier", noise_multiplier, 0)
+        self.clip_norm = check_number("clip_norm", clip_norm, 0, low_open=True)
+        super().__init__(inner)
+        if type(self.inner).aggregate is not NoPruning.aggregate:
             raise ValueError(
                 f"inner must aggregate by the plain average (e.g. GlobalPruning), got "
-                f"{type(inner).__name__}, whose aggregation needs individual updates")
-        self.noise_multiplier, self.clip_norm, self.inner = noise_multiplier, clip_norm, inner
-        self.masked = inner.masked
+                f"{type(self.inner).__name__}, whose aggregation needs individual updates")
+        self.report_norms = bool(report_norms)
+        self.update_norms = []
 
-    def model_key(self):
-        """The inner strategy's key."""
-        return self.inner.model_key()
-
-    def wrap_model(self, model):
-        """The inner strategy's model."""
-        return self.inner.wrap_model(model)
-
+    # --- server half
     def start(self, weights, config):
         """Seed the noise from `config.seed`, fix the denominator, reset the logs."""
         self._rng = np.random.default_rng([config.seed, _NOISE_SALT])
         self.denominator = config.clients_per_round
-        self.update_norms = []  # per round, the clients' update norms before clipping
-        self._masks = None
+        self.update_norms = []  # per round, the clients' reported norms before clipping
         return self.inner.start(weights, config)
 
     def round_masks(self, round_num, weights):
-        """The inner strategy's masks; noise goes only where they keep weights."""
+        """The inner strategy's masks; the server keeps them and the round's global weights."""
+        self._global = [np.asarray(w) for w in weights]
         self._masks = self.inner.round_masks(round_num, weights)
         self.update_norms.append([])
         return self._masks
 
-    def pruning_steps(self, round_num, local_steps):
-        """The inner strategy's tfmot step counters."""
-        return self.inner.pruning_steps(round_num, local_steps)
-
-    def client_upload(self, round_num, client_id, weights, global_weights):
-        """Clip the client's update to `clip_norm` and upload global + clipped update."""
-        weights = self.inner.client_upload(round_num, client_id, weights, global_weights)
-        self._global = [np.asarray(g) for g in global_weights]
-        update = [np.asarray(w, np.float64) - g for w, g in zip(weights, self._global)]
-        clipped, norm = clip_update(update, self.clip_norm)
-        self.update_norms[-1].append(norm)
-        return [(g + c).astype(g.dtype) for g, c in zip(self._global, clipped)]
+    def receive(self, round_num, uploads):
+        """Log the reported norms (with `report_norms`); then the inner strategy's receive."""
+        for upload in uploads:
+            if upload.report and "update_norm" in upload.report:
+                self.update_norms[-1].append(float(upload.report["update_norm"]))
+        self.inner.receive(round_num, uploads)
 
     def aggregate(self, updates, num_examples):
         """Global weights + (sum of clipped updates + noise) / clients_per_round."""
@@ -239,9 +232,28 @@ class DPFedAvg(NoPruning):
             t += noise if m is None else np.where(m, noise, 0.0)
         return [(g + t / self.denominator).astype(g.dtype) for g, t in zip(self._global, total)]
 
-    def finish_round(self, round_num, weights):
-        """The inner strategy's post-processing (e.g. GlobalPruning's re-pruning)."""
-        return self.inner.finish_round(round_num, weights)
+    # --- client half
+    def _update(self, round_num, client_id, weights, global_weights):
+        """The inner strategy's upload minus the global weights, in float64."""
+        weights = self.inner.client_upload(round_num, client_id, weights, global_weights)
+        return [np.asarray(w, np.float64) - np.asarray(g) for w, g in zip(weights,
+                                                                            global_weights)]
+
+    def client_upload(self, round_num, client_id, weights, global_weights):
+        """Clip the client's update to `clip_norm` and upload global + clipped update."""
+        clipped, _ = clip_update(self._update(round_num, client_id, weights, global_weights),
+                                 self.clip_norm)
+        return [(np.asarray(g) + c).astype(np.asarray(g).dtype)
+                for g, c in zip(global_weights, clipped)]
+
+    def client_report(self, client, weights, upload):
+        """With `report_norms`: the update's norm before clipping (merged with inner's)."""
+        own = None
+        if self.report_norms:
+            update = self._update(client.round_num, client.client_id, weights,
+                                  client.global_weights)
+            own = {"update_norm": np.float64(clip_update(update, self.clip_norm)[1])}
+        return self._merged_report(own, client, weights, upload)
 
 
 @contextlib.contextmanager

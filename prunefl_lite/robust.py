@@ -22,7 +22,7 @@ import inspect
 import numpy as np
 
 from prunefl_lite.server import _check_updates, weighted_average
-from prunefl_lite.strategy import NoPruning
+from prunefl_lite.strategy import StrategyWrapper
 from prunefl_lite.validate import check_int
 
 __all__ = ["RULES", "RobustAggregation", "coordinate_median", "krum", "krum_scores",
@@ -210,12 +210,13 @@ RULES = {
 }
 
 
-class RobustAggregation:
-    """A strategy for `run_fedavg` that aggregates with a robust rule instead of FedAvg's.
+class RobustAggregation(StrategyWrapper):
+    """A strategy that aggregates with a robust rule instead of FedAvg's (a server hook only).
 
-    Every other hook (masks, pruning steps, uploads, re-pruning) is delegated to `pruning`,
-    so a robust rule combines with a pruning strategy. The rule sees the accepted uploads
-    only: clients that dropped out or sent non-finite values are already gone.
+    Every other hook (masks, pruning steps, uploads, reports, re-pruning) is delegated to
+    `pruning` (`StrategyWrapper`), so a robust rule combines with a pruning strategy, on
+    `run_fedavg` and on a Flower deployment alike. The rule sees the accepted uploads only:
+    clients that dropped out or sent non-finite values are already gone.
 
     Args:
         rule: One of "fedavg", "median", "trimmed_mean", "krum", "multi_krum".
@@ -249,17 +250,11 @@ class RobustAggregation:
             check_int("num_malicious", params["num_malicious"], low=0)
         if "num_selected" in params:
             check_int("num_selected", params["num_selected"], low=1)
-        self.inner = pruning if pruning is not None else NoPruning()
+        super().__init__(pruning)
 
     def __repr__(self):
         args = "".join(f", {k}={v!r}" for k, v in self.params.items())
         return f"RobustAggregation({self.rule!r}{args})"
-
-    def __getattr__(self, name):
-        """Every other hook and attribute (masks, uploads, re-pruning) comes from `inner`."""
-        if name == "inner":  # not set yet (e.g. while unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def aggregate(self, updates, num_examples):
         """Combine the accepted uploads with the robust rule.

@@ -1,24 +1,52 @@
-"""The strategy protocol: `NoPruning` (plain FedAvg) and the hooks the round loop calls."""
+"""The strategy protocol: its client half and server half, `NoPruning` and `StrategyWrapper`.
+
+A strategy tells one federated round what to do beyond plain FedAvg. Its hooks come in two
+halves that share nothing but the messages of the round:
+
+* **server hooks** run on the server, which holds the global model and never any client's data:
+  `start`, `round_masks`, `client_instructions`, `receive`, `aggregate`, `finish_round`. They
+  may keep state in `self` from one round to the next.
+* **client hooks** run where the data is: `pruning_steps`, `client_upload`, `client_report`.
+  On a real deployment each client runs them in its own process, on its own copy of the
+  strategy object, so they must be pure functions of their arguments and of the constructor's
+  parameters: nothing a server hook stored in `self` reaches them, and nothing they store in
+  `self` reaches the server. What a client needs from the server travels in the broadcast
+  (the global weights, the masks, `client_instructions`); what the server needs from a client
+  travels in the upload (the uploaded weights and the optional `client_report`), and both are
+  counted in the round's bytes.
+* **model hooks** (`masked`, `model_key`, `wrap_model`) depend on the constructor's parameters
+  only and are used on both sides.
+
+`prunefl_lite.round` calls the hooks in this order each round: on the server
+`round_masks` and `client_instructions`; on each client `pruning_steps`, local training,
+`client_upload` and `client_report`; on the server `receive` (the accepted uploads with their
+reports), `aggregate`, the server learning-rate step and `finish_round`.
+"""
 
 import numpy as np
 
 from prunefl_lite.server import weighted_average
 
-__all__ = ["NoPruning"]
+__all__ = ["CLIENT_HOOKS", "SERVER_HOOKS", "NoPruning", "StrategyWrapper"]
+
+SERVER_HOOKS = ("start", "round_masks", "client_instructions", "receive", "aggregate",
+                "finish_round")
+CLIENT_HOOKS = ("pruning_steps", "client_upload", "client_report")
 
 
 class NoPruning:
-    """Plain FedAvg, and the hooks a pruning strategy for `run_fedavg` overrides.
+    """Plain FedAvg, and every hook of the strategy protocol with its default.
 
-    `run_fedavg` calls, in this order: `start` once per run; `wrap_model` once per architecture
-    and `model_key`; then each round `round_masks` (the masks clients train under, or None),
-    `pruning_steps` (where each client's tfmot step counter starts), `client_upload` for each
-    client that answered, `aggregate` on the accepted client updates, and `finish_round` on the
-    new global weights (e.g. to re-prune them).
+    Example:
+        >>> strategy = NoPruning()
+        >>> w = [np.ones(2)]
+        >>> strategy.client_upload(1, 0, w, w) is w, strategy.client_instructions(1)
+        (True, {})
     """
 
     masked = False  # True: clients train under the masks of `round_masks`
 
+    # --- model hooks (both halves; constructor parameters only) ---------------------------
     def model_key(self):
         """What about the model this strategy changes (part of the compiled-trainer cache key)."""
         return None
@@ -27,25 +55,28 @@ class NoPruning:
         """Return the model the clients train (e.g. wrapped by tfmot); here unchanged."""
         return model
 
+    # --- server hooks -------------------------------------------------------------------------
     def start(self, weights, config):
-        """Prepare a run; return the initial global weights."""
+        """Prepare a run on the server; return the initial global weights."""
         return weights
 
     def round_masks(self, round_num, weights):
-        """Masks (True = keep; None for an unmasked array) clients train under, or None."""
+        """Masks (True = keep; None for an unmasked array) clients train under, or None.
+
+        They travel in the broadcast (as positions, unless a client already holds them).
+        """
         return None
 
-    def pruning_steps(self, round_num, local_steps):
-        """Per client, the value its tfmot pruning step counter starts from this round."""
-        return np.zeros(len(local_steps), np.int64)
+    def client_instructions(self, round_num):
+        """What else the clients need this round: a dict of JSON scalars and lists, or {}.
 
-    def client_upload(self, round_num, client_id, weights, global_weights):
-        """What client `client_id` uploads after local training; here its trained weights.
-
-        Override to model client-side behaviour (an attacker's update, client-side clipping).
-        `weights` and `global_weights` are lists of arrays; return a list of the same shapes.
+        It travels in the broadcast (counted in the download bytes) and reaches the client
+        hooks as `instructions`.
         """
-        return weights
+        return {}
+
+    def receive(self, round_num, uploads):
+        """See the accepted uploads (`round.Upload`: client id, weights, examples, report)."""
 
     def aggregate(self, updates, num_examples):
         """Combine the accepted client weights: FedAvg's weighted average."""
@@ -54,3 +85,108 @@ class NoPruning:
     def finish_round(self, round_num, weights):
         """Post-process the new global weights; here unchanged."""
         return weights
+
+    # --- client hooks (pure: no state through self) -----------------------------------------
+    def pruning_steps(self, round_num, local_steps):
+        """Per client, the value its tfmot pruning step counter starts from this round."""
+        return np.zeros(len(local_steps), np.int64)
+
+    def client_upload(self, round_num, client_id, weights, global_weights):
+        """What client `client_id` uploads after local training; here its trained weights.
+
+        `weights` and `global_weights` are lists of arrays; return a list of the same shapes.
+        """
+        return weights
+
+    def client_report(self, client, weights, upload):
+        """Extra arrays the client sends besides its weights (a dict name -> array), or None.
+
+        Args:
+            client: A `round.ClientRound` (round, client id, global weights, masks,
+                instructions, number of examples, and `gradients(weights)` on its own data).
+            weights: The client's trained weights.
+            upload: What `client_upload` returned.
+        """
+        return None
+
+
+class StrategyWrapper(NoPruning):
+    """A strategy that wraps another (`inner`) and delegates every hook it does not change.
+
+    DP over a pruning strategy, a robust rule over a strategy, poisoning over a strategy: each
+    derives from this class and overrides only its own hooks, so both runtimes accept any
+    combination. A wrapper that reports something of its own merges it with `inner`'s report
+    (`_merged_report`; a key in both is refused).
+
+    Args:
+        inner: The wrapped strategy (default `NoPruning()`).
+
+    Raises:
+        TypeError: If `inner` is not a `NoPruning` (or subclass) instance.
+    """
+
+    def __init__(self, inner=None):
+        inner = NoPruning() if inner is None else inner
+        if not isinstance(inner, NoPruning):
+            raise TypeError(f"inner must be a strategy (a NoPruning subclass instance), "
+                            f"got {type(inner).__name__}")
+        self.inner = inner
+
+    @property
+    def masked(self):
+        """Whether clients train under masks: the inner strategy's answer."""
+        return self.inner.masked
+
+    def model_key(self):
+        """The inner strategy's key."""
+        return self.inner.model_key()
+
+    def wrap_model(self, model):
+        """The inner strategy's model."""
+        return self.inner.wrap_model(model)
+
+    def start(self, weights, config):
+        """The inner strategy's start."""
+        return self.inner.start(weights, config)
+
+    def round_masks(self, round_num, weights):
+        """The inner strategy's masks."""
+        return self.inner.round_masks(round_num, weights)
+
+    def client_instructions(self, round_num):
+        """The inner strategy's instructions."""
+        return self.inner.client_instructions(round_num)
+
+    def receive(self, round_num, uploads):
+        """The inner strategy sees the uploads."""
+        self.inner.receive(round_num, uploads)
+
+    def aggregate(self, updates, num_examples):
+        """The inner strategy's aggregation."""
+        return self.inner.aggregate(updates, num_examples)
+
+    def finish_round(self, round_num, weights):
+        """The inner strategy's post-processing."""
+        return self.inner.finish_round(round_num, weights)
+
+    def pruning_steps(self, round_num, local_steps):
+        """The inner strategy's tfmot step counters."""
+        return self.inner.pruning_steps(round_num, local_steps)
+
+    def client_upload(self, round_num, client_id, weights, global_weights):
+        """The inner strategy's upload."""
+        return self.inner.client_upload(round_num, client_id, weights, global_weights)
+
+    def client_report(self, client, weights, upload):
+        """The inner strategy's report."""
+        return self.inner.client_report(client, weights, upload)
+
+    def _merged_report(self, own, client, weights, upload):
+        """This wrapper's report entries `own` merged with the inner strategy's."""
+        inner = self.inner.client_report(client, weights, upload) or {}
+        clash = sorted(set(own or {}) & set(inner))
+        if clash:
+            raise ValueError(f"report keys must differ between a wrapper and its inner "
+                             f"strategy, got {clash} in both")
+        merged = {**inner, **(own or {})}
+        return merged or None

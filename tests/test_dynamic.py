@@ -1,4 +1,5 @@
-"""DynamicPruning (sparse from round 1, federated prune-and-regrow) and ServerOptimizer."""
+"""DynamicPruning (sparse from round 1, server-side prune-and-regrow from client reports) and
+ServerOptimizer."""
 
 import dataclasses
 
@@ -7,7 +8,6 @@ import pytest
 from fl_setup import CLIENTS, CONFIG, TEST, mlp, without_seconds
 
 import prunefl_lite as pfl
-from prunefl_lite import compress
 from prunefl_lite.pruning import DynamicPruning, ServerOptimizer, erk_densities
 
 CONFIG = dataclasses.replace(CONFIG, num_rounds=6)
@@ -15,8 +15,8 @@ CONFIG = dataclasses.replace(CONFIG, num_rounds=6)
 
 def regrowing(**kwargs):
     """A strategy that swaps masks in rounds 2 and 4 (end at round 5 of 6)."""
-    return DynamicPruning(0.9, CLIENTS, mlp, regrow_every=2, regrow_fraction=0.5,
-                          end_fraction=5 / 6, **kwargs)
+    return DynamicPruning(0.9, regrow_every=2, regrow_fraction=0.5, end_fraction=5 / 6,
+                          **kwargs)
 
 
 def traced(strategy):
@@ -56,11 +56,11 @@ def regrow_run():
     ({"distribution": "random"}, ValueError, "distribution must be one of"),
     ({"density_scaling": 1.5}, ValueError, "density_scaling must be"),
     ({"server_optimizer": "adam"}, TypeError, "server_optimizer must be None or a"),
-    ({"clients": None}, ValueError, "clients and model_fn must be given"),
-    ({"model_fn": None}, ValueError, "clients and model_fn must be given"),
+    ({"regrow_every": np.float64(2)}, TypeError, "regrow_every must be an integer"),
+    ({"target_sparsity": True}, TypeError, "target_sparsity must be"),
 ])
 def test_dynamic_pruning_refuses_bad_arguments(kwargs, error, message):
-    arguments = {"target_sparsity": 0.9, "clients": CLIENTS, "model_fn": mlp, **kwargs}
+    arguments = {"target_sparsity": 0.9, **kwargs}
     with pytest.raises(error, match=message):
         DynamicPruning(**arguments)
 
@@ -84,13 +84,6 @@ def test_server_optimizer_refuses_bad_arguments(kwargs, message):
 def test_erk_densities_refuses_bad_arguments(shapes, sparsity, message):
     with pytest.raises(ValueError, match=message):
         erk_densities(shapes, sparsity)
-
-
-def test_a_model_that_does_not_match_the_weights_is_refused():
-    wider = lambda: pfl.models.mlp_2nn((8, 8, 1), 10, hidden_units=16)  # noqa: E731
-    with pytest.raises(ValueError, match="model_fn must return a model whose trainable"):
-        pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG,
-                       pruning=DynamicPruning(0.9, CLIENTS, wider))
 
 
 # ------------------------------------------------------------------ ERK and the initial mask
@@ -164,22 +157,36 @@ def test_the_mask_changes_only_in_regrowth_rounds_and_handed_out_lists_stay_put(
     assert [r + 1 for r in changed if r] == [3, 5]  # swapped after rounds 2 and 4
 
 
-def test_reports_are_counted_as_real_payloads_in_regrowth_rounds_only(monkeypatch):
-    sizes, encode = [], compress.encode
-
-    def recording(arrays, known_masks=None):
-        payload = encode(arrays, known_masks=known_masks)
-        if known_masks is None and all(a.ndim == 2 for a in arrays):  # a report: kernels only
-            sizes.append(len(payload))
-        return payload
-
-    monkeypatch.setattr("prunefl_lite.pruning.dynamic.compress.encode", recording)
-    strategy = regrowing()
-    history = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG, pruning=strategy)
+def test_reports_are_uploaded_and_counted_in_regrowth_rounds_only(regrow_run):
+    strategy, history = regrow_run
+    report_bytes = history.metric("bytes_report")
+    assert [r for r, b in enumerate(report_bytes, 1) if b] == [2, 4]
     assert sorted(strategy.signal_bytes) == [2, 4]
-    assert len(sizes) == 2 * CONFIG.clients_per_round
-    assert strategy.total_signal_bytes() == sum(sizes) > 0
+    assert strategy.total_signal_bytes() == sum(report_bytes) > 0
     assert strategy.total_signal_bytes() < 0.5 * history.total("bytes_up")
+    # the same run without regrowth uploads the same weights' bytes, minus the reports
+    fixed = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG, pruning=DynamicPruning(
+        0.9, regrow_every=2, regrow_fraction=0.0, end_fraction=5 / 6))
+    assert fixed.metric("bytes_report") == [0] * CONFIG.num_rounds
+    assert history.metric("bytes_up")[0] == fixed.metric("bytes_up")[0]  # round 1: no report
+
+
+def test_a_report_is_computed_on_the_clients_own_data_at_pruned_positions():
+    strategy = regrowing()
+    weights = [w.numpy() for w in mlp().trainable_variables]
+    weights = strategy.start(weights, dataclasses.replace(CONFIG, num_rounds=6))
+    masks = strategy.round_masks(2, weights)
+    instructions = strategy.client_instructions(2)
+    grads = [np.full(w.shape, 0.5, np.float32) for w in weights]
+    grads[0][~masks[0]] = np.arange(1, (~masks[0]).sum() + 1)  # ranked by |gradient|
+    client = pfl.round.ClientRound(2, 0, weights, masks, instructions, 10, lambda w: grads)
+    report = strategy.client_report(client, weights, weights)
+    k = instructions["report_counts"][0]
+    assert k > 0 and set(report) == {f"k{i}" for i, m in enumerate(masks) if m is not None}
+    sent = report["k0"]
+    assert np.count_nonzero(sent) == k and not np.any(sent[masks[0]])  # pruned positions only
+    assert sorted(sent[sent != 0].tolist())[-1] == (~masks[0]).sum()  # the largest gradient
+    assert strategy.client_instructions(1) == {}  # not a regrowth round: nothing asked
 
 
 def test_sparse_from_round_one_sends_far_fewer_bytes_than_dense():

@@ -7,6 +7,7 @@ from fl_setup import CLIENTS, CONFIG, DS, TEST, mlp, without_seconds
 
 import prunefl_lite as pfl
 from prunefl_lite import compress, fedavg
+from prunefl_lite import round as fl_round
 from prunefl_lite.client import plan_local_steps
 
 
@@ -88,11 +89,10 @@ def test_each_sampled_client_fails_independently_at_the_dropout_rate(clients_per
 def test_run_records_who_dropped_and_aggregates_whoever_answered():
     config = dataclasses.replace(CONFIG, dropout_rate=0.5, num_rounds=6)
     history = pfl.run_fedavg(mlp, CLIENTS, TEST, config)
-    rng = np.random.default_rng(config.seed)  # the loop's draws: sample, then the local plan
+    rng = np.random.default_rng(config.seed)  # the run's stream draws the sampling only
     dropped = []
     for _ in range(config.num_rounds):
         sampled, answered = fedavg.sample_round(rng, len(CLIENTS), 4, 0.5)
-        plan_local_steps([np.arange(len(CLIENTS[k][1])) for k in answered], 1, 16, rng)
         dropped.append(len(sampled) - len(answered))
     assert history.metric("clients_dropped") == dropped
     assert [d + c for d, c in zip(dropped, history.metric("clients_completed"))] == [4] * 6
@@ -101,7 +101,7 @@ def test_run_records_who_dropped_and_aggregates_whoever_answered():
 
 def test_round_function_is_traced_once_across_runs_and_settings():
     pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG)
-    trainer = next(t for k, t in fedavg._TRAINERS.items()
+    trainer = next(t for k, t in fl_round._TRAINERS.items()
                    if t.model.layers[1].units == 32 and not t.masked)
     for change in [dict(seed=5), dict(batch_size=7), dict(learning_rate=0.2, local_epochs=2),
                    dict(clients_per_round=3)]:
@@ -196,7 +196,7 @@ def test_initial_weights_are_those_of_the_seeded_keras_model():
     history = pfl.run_fedavg(mlp, CLIENTS, TEST, dataclasses.replace(CONFIG, num_rounds=1))
     tf.keras.utils.set_random_seed(CONFIG.seed)
     expected = mlp().get_weights()
-    pfl.fedavg._seed_keras_initialisers(CONFIG.seed)
+    fl_round._seed_keras_initialisers(CONFIG.seed)
     assert all(np.array_equal(a, b) for a, b in zip(expected, mlp().get_weights()))
     assert history.final_weights[0].shape == expected[0].shape
 
@@ -251,7 +251,7 @@ def test_random_layers_give_identical_histories_for_the_same_seed(name):
     assert without_seconds(a) == without_seconds(b)
     assert all(np.array_equal(x, y) for x, y in zip(a.final_weights, b.final_weights))
     assert without_seconds(a) != without_seconds(c)
-    random = [t for t in fedavg._TRAINERS.values() if t._random_layers]
+    random = [t for t in fl_round._TRAINERS.values() if t._random_layers]
     assert random and all(t.traces == 1 for t in random)  # seeds are inputs: no retrace
 
 
@@ -301,7 +301,7 @@ def test_frozen_weights_come_from_each_runs_model_fn_and_are_never_uploaded():
     assert len(trainable) == 2 and trainable[0].shape == (32, 10)
     frozen_bytes = len(compress.encode([k1, np.zeros(32, np.float32)]))
     assert max(first.metric("bytes_up")) < frozen_bytes
-    pfl.fedavg._seed_keras_initialisers(config.seed)
+    fl_round._seed_keras_initialisers(config.seed)
     initial = [v.numpy() for v in _frozen_model_fn(k1)().trainable_variables]
     seen, late = set(), 0
     for r, record in enumerate(first.rounds):
@@ -428,7 +428,7 @@ def test_each_client_downloads_the_mask_unless_it_already_holds_it():
 
 
 def _initial(config):
-    pfl.fedavg._seed_keras_initialisers(config.seed)
+    fl_round._seed_keras_initialisers(config.seed)
     return mlp().trainable_variables
 
 

@@ -1,5 +1,6 @@
 """Robust aggregation rules against Flower 1.42's implementations, validation, and the strategy."""
 
+import fl_setup
 import numpy as np
 import pytest
 from flwr.server.strategy.aggregate import (
@@ -10,7 +11,6 @@ from flwr.server.strategy.aggregate import (
 
 import prunefl_lite as pfl
 from prunefl_lite import robust
-import fl_setup
 
 SHAPES = [(5, 3), (3,), (3, 2), (2,)]
 
@@ -155,8 +155,14 @@ def test_strategy_caps_krum_parameters_when_clients_drop_out():
 def test_strategy_delegates_every_other_hook_to_the_pruning_strategy():
     inner = pfl.pruning.GlobalPruning(0.5)
     strategy = robust.RobustAggregation("median", pruning=inner)
-    assert strategy.masked is inner.masked and strategy.round_masks == inner.round_masks
-    assert strategy.finish_round == inner.finish_round
+    assert strategy.masked is inner.masked and strategy.inner is inner
+    config = pfl.FedConfig(num_rounds=4)
+    weights = [np.arange(1.0, 13.0).reshape(6, 2), np.ones(2)]
+    assert strategy.start(weights, config) is weights
+    pruned = strategy.finish_round(2, weights)  # the inner strategy re-prunes the kernel
+    assert float(np.mean(pruned[0] == 0)) == inner.scheduled_sparsity(2) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(strategy.round_masks(3, pruned),
+                                                     inner.round_masks(3, pruned)))
 
 
 @pytest.mark.parametrize("rule,params", [("median", {}), ("trimmed_mean", {"trim_fraction": 0.25}),

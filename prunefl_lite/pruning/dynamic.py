@@ -1,20 +1,26 @@
-"""Dynamic sparse federated training: sparse from the first round, pruned and regrown (FedDST).
+"""Dynamic sparse federated training: sparse from round 1, a server-side prune-and-regrow.
 
 `DynamicPruning` never sends a dense model. The server draws a mask at the target sparsity
 before round 1 (per-layer densities Erdos-Renyi-kernel, Evci et al. 2020); clients train under
 it. Every `regrow_every` rounds each client also reports, for the pruned positions where the
-gradient of its local loss is largest, those gradients (a sparse payload); the server drops
-the smallest kept weights of each layer and regrows as many pruned positions with the largest
-mean reported gradient (RigL's criterion, Evci et al. 2020, done federatedly as in FedDST,
-Bibikar et al. 2022), so each layer's density stays fixed. The number swapped decays to zero
-on a cosine schedule, and the last rounds train under a fixed mask.
+gradient of its local loss is largest, those gradients (a sparse payload, uploaded beside its
+weights); the server drops the smallest kept weights of each layer and regrows as many pruned
+positions with the largest mean reported gradient, so each layer's density stays fixed. That
+is RigL's criterion (Evci et al. 2020) applied by the server to client gradient reports, close
+to PruneFL's client-reported importance (Jiang et al. 2022). It is not FedDST (Bibikar et al.
+2022), where each client readjusts its own mask (magnitude prune, gradient regrow on its data)
+and the server merges the clients' masks by votes and re-prunes. The number swapped decays to
+zero on a cosine schedule, and the last rounds train under a fixed mask.
+
+The reports reveal gradient entries at pruned positions: for a client with one example, the
+first Dense layer's gradient is the outer product of the input and the output error, so its
+reports give the input up to scale at the reported positions.
 """
 
 import math
 
 import numpy as np
 
-from prunefl_lite import compress
 from prunefl_lite.server import weighted_average
 from prunefl_lite.strategy import NoPruning
 from prunefl_lite.validate import check_choice, check_fraction, check_int, check_number
@@ -68,7 +74,7 @@ def cosine_fraction(round_num, initial, end_round):
 
 
 class DynamicPruning(NoPruning):
-    """Sparse federated training from round 1 with federated prune-and-regrow (FedDST-like).
+    """Sparse federated training from round 1; the server drops and regrows by client reports.
 
     Before round 1 the server keeps, per kernel, an ERK share of its weights (random positions
     from the run's seed) so that the kernels are `target_sparsity` sparse; biases stay dense.
@@ -79,33 +85,32 @@ class DynamicPruning(NoPruning):
     each kernel with the largest |gradient| and their gradients, where n = a(r) * kept and
     a(r) decays from `regrow_fraction` to 0 on a cosine. The server drops the n smallest kept
     weights of each kernel and regrows the n pruned positions with the largest |mean reported
-    gradient|, initialised at one SGD step from zero (-learning_rate * mean gradient), so the
-    new positions are non-zero and the payload carries them.
+    gradient| (weighted by the clients' example counts), initialised at one SGD step from
+    zero (-learning_rate * mean gradient), so the new positions are non-zero and the payload
+    carries them.
 
-    The reports are extra upload bytes, outside the round loop's payloads: `signal_bytes`
-    holds them per round (the length of a `compress.encode` payload per client), and
-    `total_signal_bytes()` their sum. A `ServerOptimizer` (FedAvgM or FedAdam) may replace
-    the plain average by a server step (keep `FedConfig.server_learning_rate` at 1: the round
-    loop applies it after this step); with `target_sparsity=0` and `regrow_fraction=0` this
-    class is dense FedAvg with that server optimiser (the honest baseline for it).
+    Client half: in a regrowth round the broadcast's instructions say how many positions of
+    each kernel to report (`report_counts`); the client computes the gradient on its own
+    examples and uploads the report beside its weights. The server never holds client data.
+    The reports are counted in the history's `bytes_up` (and shown in `bytes_report`);
+    `signal_bytes` holds the server's log of them per round, `total_signal_bytes()` their sum
+    (already part of `bytes_up`: do not add it again). A `ServerOptimizer` (FedAvgM or
+    FedAdam) may replace the plain average by a server step (keep
+    `FedConfig.server_learning_rate` at 1: the round loop applies it after this step); with
+    `target_sparsity=0` and `regrow_fraction=0` this class is dense FedAvg with that server
+    optimiser (the honest baseline for it).
     Kept weights start at their initial values times 1/sqrt(density) (`rescale`), so a unit's
     pre-activation has the variance of the dense initialisation; without it the 90 %-sparse
     2NN barely trains.
 
-    Measured (tests/benchmarks/bench_fl_pruning.py: digits, 20 Dirichlet(0.5) clients, 40
-    rounds, seeds 0-2): at 90 % sparsity with regrowth and FedAdam(0.03) the 2NN ends within
-    about one point of dense FedAdam while sending about 8.8x fewer bytes in total; a sparse
-    model learns more slowly per round than a dense one, so without a server optimiser (or
-    without regrowth) it ends several points lower. The defaults (half the kept weights
+    A sparse model learns more slowly per round than a dense one, so without a server
+    optimiser (or without regrowth) it ends lower; `tests/benchmarks/bench_fl_pruning.py`
+    measures the gap to dense FedAdam and the bytes. The defaults (half the kept weights
     swappable at first, every 5 rounds, mask fixed after 75 % of the rounds) were chosen on
     validation accuracy among a handful of settings that were all within seed noise.
 
     Args:
         target_sparsity: Fraction of zeros in the kernels (arrays with >= 2 dims), in [0, 1).
-        clients: The clients' `(x, y)` pairs, in `run_fedavg`'s order (a client computes its
-            report on its own data); needed when `regrow_fraction` > 0.
-        model_fn: Returns the run's model (weights = trainable variables, logits out); needed
-            when `regrow_fraction` > 0.
         regrow_every: Rounds between mask updates, >= 1.
         regrow_fraction: Fraction of each kernel's kept weights swapped at round 0 of the
             cosine, in [0, 1); 0 trains under the initial mask throughout.
@@ -119,9 +124,7 @@ class DynamicPruning(NoPruning):
 
     Raises:
         TypeError: On an argument of the wrong type.
-        ValueError: On an argument out of range, or `clients` / `model_fn` missing while
-            `regrow_fraction` > 0, or (in `start`) a model whose trainable variables are not
-            the federated weights.
+        ValueError: On an argument out of range.
 
     Example:
         >>> strategy = DynamicPruning(0.9, regrow_fraction=0.0)
@@ -134,9 +137,8 @@ class DynamicPruning(NoPruning):
 
     masked = True
 
-    def __init__(self, target_sparsity, clients=None, model_fn=None, regrow_every=5,
-                 regrow_fraction=0.5, end_fraction=0.75, report_factor=2,
-                 server_optimizer=None, distribution="erk", rescale=True,
+    def __init__(self, target_sparsity, regrow_every=5, regrow_fraction=0.5, end_fraction=0.75,
+                 report_factor=2, server_optimizer=None, distribution="erk", rescale=True,
                  density_scaling=0.0):
         check_fraction("target_sparsity", target_sparsity)
         check_int("regrow_every", regrow_every, 1)
@@ -147,17 +149,12 @@ class DynamicPruning(NoPruning):
             raise TypeError("server_optimizer must be None or a ServerOptimizer, "
                             f"got {type(server_optimizer).__name__}")
         check_choice("distribution", distribution, ("erk", "uniform"))
-        if regrow_fraction > 0 and (clients is None or model_fn is None):
-            raise ValueError("clients and model_fn must be given when regrow_fraction > 0, "
-                             f"got clients={type(clients).__name__}, "
-                             f"model_fn={type(model_fn).__name__}")
-        self.target_sparsity, self.clients, self.model_fn = target_sparsity, clients, model_fn
+        self.target_sparsity = target_sparsity
         self.regrow_every, self.regrow_fraction = regrow_every, regrow_fraction
         self.end_fraction, self.report_factor = end_fraction, report_factor
         self.server_optimizer, self.distribution = server_optimizer, distribution
         self.rescale = bool(rescale)
         self.density_scaling = check_number("density_scaling", density_scaling, 0, 1)
-        self._model = None
 
     # ----------------------------------------------------------------- run state
     def start(self, weights, config):
@@ -168,8 +165,6 @@ class DynamicPruning(NoPruning):
         if self.server_optimizer is not None:
             self.server_optimizer.reset()
         self._kernels = [i for i, w in enumerate(weights) if np.ndim(w) >= 2]
-        if self.regrow_fraction > 0:
-            self._check_model(weights)
         rng = np.random.default_rng([config.seed, 16])
         self.masks = self._initial_masks(weights, rng)
         return self._apply(self._rescaled(weights) if self.rescale else weights)
@@ -216,11 +211,50 @@ class DynamicPruning(NoPruning):
         return (self.regrow_fraction > 0 and round_num % self.regrow_every == 0
                 and round_num < min(self.end_round, self.num_rounds))
 
-    def client_upload(self, round_num, client_id, weights, global_weights):
-        """In a regrowth round, compute this client's report (and count its bytes)."""
-        if self.regrowth_round(round_num):
-            self._report(round_num, client_id, weights)
-        return weights
+    def client_instructions(self, round_num):
+        """In a regrowth round, how many positions of each array a client reports."""
+        if not self.regrowth_round(round_num):
+            return {}
+        counts = [0] * len(self.masks)
+        for i in self._kernels:
+            counts[i] = self.report_factor * self.swap_count(round_num, int(self.masks[i].sum()))
+        return {"report_counts": counts}
+
+    def client_report(self, client, weights, upload):
+        """Client half: the largest |gradients| of its own loss at pruned positions.
+
+        Uses only what the broadcast brought (masks, `report_counts`) and the client's own
+        data (`client.gradients`); returns {"k<i>": array of kernel i's shape, zero except at
+        the reported positions}, or None outside regrowth rounds.
+        """
+        counts = client.instructions.get("report_counts")
+        if not counts:
+            return None
+        grads = client.gradients(weights)
+        report = {}
+        for i, (k, mask) in enumerate(zip(counts, client.masks)):
+            if k <= 0 or mask is None:
+                continue
+            g = np.where(mask, 0.0, grads[i]).ravel()
+            top = np.argpartition(-np.abs(g), min(k, g.size - 1))[:k]
+            sent = np.zeros(g.size, np.float32)
+            sent[top] = g[top]
+            report[f"k{i}"] = sent.reshape(mask.shape)
+        return report
+
+    def receive(self, round_num, uploads):
+        """Server half: add the clients' reports, weighted by their example counts."""
+        if not self.regrowth_round(round_num):
+            return
+        for upload in uploads:
+            if not upload.report:
+                continue
+            for j, i in enumerate(self._kernels):
+                if f"k{i}" in upload.report:
+                    self._reports[j] += upload.num_examples * upload.report[f"k{i}"]
+            self._report_weight += upload.num_examples
+            self.signal_bytes[round_num] = (self.signal_bytes.get(round_num, 0)
+                                            + _report_bytes(upload.report))
 
     def aggregate(self, updates, num_examples):
         """FedAvg's weighted average, then the server optimiser's step (if any), masked."""
@@ -250,23 +284,6 @@ class DynamicPruning(NoPruning):
         """How many of `kept` weights a kernel swaps in regrowth round `round_num`."""
         return int(cosine_fraction(round_num, self.regrow_fraction, self.end_round) * kept)
 
-    def _report(self, round_num, client_id, weights):
-        """One client's report: the largest |gradients| at pruned positions of each kernel."""
-        x, y = self.clients[client_id]
-        grads = self._gradients(weights, x, y)
-        signal = []
-        for j, i in enumerate(self._kernels):
-            g = np.where(self.masks[i], 0.0, grads[i]).ravel()
-            k = self.report_factor * self.swap_count(round_num, int(self.masks[i].sum()))
-            top = np.argpartition(-np.abs(g), min(k, g.size - 1))[:k] if k else []
-            sent = np.zeros(g.size, np.float32)
-            sent[top] = g[top]
-            signal.append(sent.reshape(self.masks[i].shape))
-            self._reports[j] += len(y) * sent.reshape(self.masks[i].shape)
-        self._report_weight += len(y)
-        payload = len(compress.encode(signal))
-        self.signal_bytes[round_num] = self.signal_bytes.get(round_num, 0) + payload
-
     def _regrow(self, round_num, weights):
         """Drop the n smallest kept weights of each kernel, regrow n reported positions."""
         weights, self.masks = list(weights), list(self.masks)  # never edit a list handed out
@@ -290,29 +307,14 @@ class DynamicPruning(NoPruning):
             self.swapped[round_num] += n
         return weights
 
-    # ----------------------------------------------------------------- client gradients
-    def _check_model(self, weights):
-        """Build `model_fn`'s model once; its trainable variables must match the weights."""
-        import tensorflow as tf
 
-        if self._model is None:
-            self._model = self.model_fn()
-            self._loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        shapes = [tuple(v.shape) for v in self._model.trainable_variables]
-        if shapes != [tuple(np.shape(w)) for w in weights]:
-            raise ValueError("model_fn must return a model whose trainable variables are the "
-                             f"federated weights, got shapes {shapes}")
 
-    def _gradients(self, weights, x, y):
-        """Gradient of the mean cross-entropy on (x, y) at `weights` (NumPy arrays)."""
-        import tensorflow as tf
+def _report_bytes(report):
+    """Bytes of a report as it travels (`round.report_payload`)."""
+    from prunefl_lite.round import report_payload
 
-        for v, w in zip(self._model.trainable_variables, weights):
-            v.assign(w)
-        with tf.GradientTape() as tape:
-            logits = self._model(np.asarray(x, np.float32), training=False)
-            loss = self._loss(np.asarray(y), logits)
-        return [g.numpy() for g in tape.gradient(loss, self._model.trainable_variables)]
+    names, payload = report_payload(report)
+    return len(names) + len(payload)
 
 
 class ServerOptimizer:

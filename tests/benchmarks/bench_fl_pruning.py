@@ -50,7 +50,7 @@ def dynamic(regrow, optimizer=None, **kwargs):
     def make(clients, model_fn):
         opt = optimizer() if optimizer else None
         if regrow:
-            return DynamicPruning(0.9, clients, model_fn, server_optimizer=opt, **kwargs)
+            return DynamicPruning(0.9, server_optimizer=opt, **kwargs)
         return DynamicPruning(0.9, regrow_fraction=0.0, server_optimizer=opt)
     return make
 
@@ -117,14 +117,13 @@ def run(seed, make_strategy):
     history = pfl.run_fedavg(model_fn, clients, (ds.x_val, ds.y_val), config, pruning=strategy)
     model = model_fn()
     test = [accuracy(model, w, ds.x_test, ds.y_test) for w in strategy.per_round[-TAIL:]]
-    signals = strategy.total_signal_bytes() if hasattr(strategy, "total_signal_bytes") else 0
     return {
         "val": 100 * history.tail_mean("accuracy", TAIL),
         "test": 100 * float(np.mean(test)),
         "sparsity": 100 * history.metric("sparsity")[-1],
-        "up": (history.total("bytes_up") + signals) / 1e6,
+        "up": history.total("bytes_up") / 1e6,  # regrowth reports included
         "down": history.total("bytes_down") / 1e6,
-        "signals": signals / 1e6,
+        "signals": history.total("bytes_report") / 1e6,
     }
 
 

@@ -1,0 +1,481 @@
+"""The one copy of a federated round, called by `run_fedavg` and by the Flower apps.
+
+A round, in the order both runtimes run it:
+
+1. server: `plan_round` samples the clients (`sample_round`) and asks the strategy for the
+   round's masks and client instructions; `Downloads` encodes what each client receives and
+   remembers which masks each client holds;
+2. client: `local_update` trains from the global weights (a client's batches and random
+   layers depend only on (seed, round, client), so a client that trains alone in its own
+   process gets the same batches as in `run_fedavg`'s stacked call), then runs the
+   strategy's client hooks (`client_upload`, `client_report`) and returns `Upload`s; a hook
+   that raises becomes a `Failure` with the client's traceback;
+3. server: `check_failures` raises them (or records them when the run accepts failures),
+   `accept` drops non-finite uploads, `server_step` runs the strategy's `receive`,
+   `aggregate`, the server learning rate and `finish_round`, and `round_record` /
+   `evaluate_round` write the round's history record.
+
+Bytes: `upload_bytes` and `Downloads` return the lengths of real `compress.encode` payloads;
+a report travels as its own payload (its names as JSON beside it) and is counted in
+`bytes_up` and, separately, in `bytes_report`; instructions travel as JSON and are counted in
+`bytes_down`.
+"""
+
+import dataclasses
+import json
+import time
+import traceback
+
+import numpy as np
+import tensorflow as tf
+
+from prunefl_lite import compress
+from prunefl_lite.client import ClientTrainer, check_model, classify_variables, plan_local_steps
+from prunefl_lite.pruning.masks import kernel_sparsity
+from prunefl_lite.server import server_update
+
+__all__ = [
+    "ClientFailure", "ClientRound", "Downloads", "Failure", "RoundPlan", "Upload", "accept",
+    "build_trainer", "check_failures", "client_rngs", "client_seeds", "evaluate_round",
+    "local_update", "plan_round", "report_payload", "round_record", "sample_round",
+    "server_step", "upload_bytes",
+]
+
+_TRAINERS = {}  # compiled trainers, reused by every run with the same architecture
+_SHUFFLE_SALT = 1  # separates a client's batch-order stream from its random-layer seed
+
+
+# --- what travels, and what happens to it ---------------------------------------------------
+
+
+@dataclasses.dataclass
+class RoundPlan:
+    """The server's plan of one round: who is sampled, who answers, masks and instructions."""
+
+    round_num: int
+    sampled: np.ndarray
+    answered: np.ndarray
+    masks: list | None
+    instructions: dict
+
+
+@dataclasses.dataclass
+class ClientRound:
+    """What a client's hooks know in one round: the broadcast and its own data's gradients.
+
+    `gradients(weights)` is the gradient of the mean loss over this client's own examples
+    at `weights` (one array per federated weight; None for BatchNorm statistics).
+    """
+
+    round_num: int
+    client_id: int
+    global_weights: list
+    masks: list | None
+    instructions: dict
+    num_examples: int
+    gradients: object
+
+
+@dataclasses.dataclass
+class Upload:
+    """One client's upload: its weights, example count and optional report (name -> array)."""
+
+    client_id: int
+    weights: list
+    num_examples: int
+    report: dict | None = None
+
+
+@dataclasses.dataclass
+class Failure:
+    """A client whose hooks or local update raised: its id and traceback (text)."""
+
+    client_id: int
+    details: str
+    error: BaseException | None = None
+
+
+class ClientFailure(RuntimeError):
+    """A client failed in a round (an exception, not a simulated dropout).
+
+    Attributes:
+        round_num: The round.
+        client_id: The client.
+        details: The client's traceback, as text (from another process on a deployment).
+    """
+
+    def __init__(self, round_num, client_id, details):
+        super().__init__(f"client {client_id} failed in round {round_num} (pass "
+                         f"accept_failures=True to record failures and go on):\n{details}")
+        self.round_num, self.client_id, self.details = round_num, client_id, details
+
+
+# --- seeds: what a client derives from (seed, round, its id) ---------------------------------
+
+
+def sample_round(rng, num_clients, clients_per_round, dropout_rate):
+    """Which clients a round samples and which of them answer.
+
+    The rule of deployed FL (Bonawitz et al. 2019): the server samples `clients_per_round`
+    distinct clients uniformly; each fails independently with probability `dropout_rate`, so
+    the number that fails is Binomial(clients_per_round, dropout_rate), its mean
+    `dropout_rate * clients_per_round` (29 of 50 at 0.58), and small rounds are not rounded
+    down to no failures at all.
+
+    Args:
+        rng: The run's `np.random.Generator`.
+        num_clients: How many clients there are (K).
+        clients_per_round: How many are sampled (m <= K).
+        dropout_rate: Probability in [0, 1) that a sampled client fails.
+
+    Returns:
+        `(sampled, answered)`: int arrays of client ids, both sorted; `answered` is a subset.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> dropped = [50 - len(sample_round(rng, 100, 50, 0.58)[1]) for _ in range(2000)]
+        >>> round(float(np.mean(dropped)))
+        29
+    """
+    sampled = rng.choice(num_clients, size=clients_per_round, replace=False)
+    order = rng.permutation(sampled)  # kept from earlier versions: chapter 4 replays this stream
+    if dropout_rate > 0:
+        order = order[rng.random(len(order)) >= dropout_rate]
+    return np.sort(sampled), np.sort(order)
+
+
+def client_seeds(seed, round_num, client_ids):
+    """The seed of each client's random layers in one round, derived from (seed, round, client).
+
+    NumPy's `SeedSequence` hashes the three numbers, so neighbouring clients and rounds get
+    unrelated streams, and a client's stream does not depend on who else was sampled.
+
+    Args:
+        seed: The run's `config.seed`.
+        round_num: The round, from 1.
+        client_ids: The clients' indices into `run_fedavg`'s `clients`.
+
+    Returns:
+        An int64 array with one non-negative seed per client.
+
+    Example:
+        >>> a = client_seeds(0, 1, [3, 5]); b = client_seeds(0, 1, [3, 5])
+        >>> bool((a == b).all()), a.dtype.name, bool(a[0] != a[1])
+        (True, 'int64', True)
+    """
+    return np.array([np.random.SeedSequence([seed, round_num, int(k)]).generate_state(
+        1, np.uint64)[0] >> np.uint64(1) for k in client_ids], dtype=np.int64)
+
+
+def client_rngs(seed, round_num, client_ids):
+    """One generator per client for its batch order this round, from (seed, round, client).
+
+    Example:
+        >>> a, = client_rngs(0, 2, [7]); b, = client_rngs(0, 2, [7])
+        >>> a.permutation(5).tolist() == b.permutation(5).tolist()
+        True
+    """
+    return [np.random.default_rng([seed, round_num, int(k), _SHUFFLE_SALT]) for k in client_ids]
+
+
+# --- the model: one compiled trainer per architecture ------------------------------------------
+
+
+def build_trainer(model_fn, strategy, config):
+    """Build `model_fn`'s model under the run's seed; return a trainer and its initial weights.
+
+    The compiled trainer is cached per architecture and strategy; the weights, and the frozen
+    (non-trainable) values, always come from this call of `model_fn`, so a model_fn that loads
+    or sets weights is respected. The server passes the weights to `strategy.start`; a client
+    uses only the trainer (and the frozen values, which every client holds).
+
+    Returns:
+        `(trainer, weights)`: a `client.ClientTrainer` and the federated weights (trainable
+        weights, then BatchNorm statistics) as NumPy arrays.
+
+    Raises:
+        ValueError: If `model_fn` does not return a `tf.keras.Model`, or as `check_model`.
+    """
+    _seed_keras_initialisers(config.seed)
+    model = model_fn()
+    if not isinstance(model, tf.keras.Model):
+        raise ValueError(f"model_fn must return a tf.keras.Model, got {type(model).__name__}")
+    check_model(model)
+    parts = classify_variables(model)
+    key = (_architecture_key(model), strategy.model_key(), strategy.masked)
+    if key not in _TRAINERS:
+        _TRAINERS[key] = ClientTrainer(strategy.wrap_model(model), masked=strategy.masked)
+    trainer = _TRAINERS[key]
+    trainer.load_frozen([v.numpy() for v in parts["frozen"]])
+    return trainer, [v.numpy() for v in parts["trainable"] + parts["statistics"]]
+
+
+def _seed_keras_initialisers(seed):
+    """Seed Python, NumPy and Keras' initialiser seeds, as `tf.keras.utils.set_random_seed` does.
+
+    Unlike `set_random_seed` it leaves TensorFlow's global seed alone, because setting that
+    clears TensorFlow's runtime caches and costs the next compiled round about 0.3 s. Keras'
+    initialisers draw their seeds from Keras' own generator, so the weights are the same.
+    """
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        from tf_keras.src import backend as keras_backend
+
+        keras_backend._SEED_GENERATOR.generator = random.Random(seed)
+    except (ImportError, AttributeError):  # a Keras without that generator: the slow, sure way
+        tf.keras.utils.set_random_seed(seed)
+
+
+def _architecture_key(model):
+    """The model's configuration without layer names (which Keras numbers on every build)."""
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "name"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    try:
+        return json.dumps(strip(model.get_config()), sort_keys=True, default=str)
+    except (NotImplementedError, TypeError):  # a subclassed model without get_config
+        return f"unkeyed-{id(model)}"
+
+
+# --- 1. server: plan and broadcast ---------------------------------------------------------------
+
+
+def plan_round(strategy, round_num, weights, rng, num_clients, config):
+    """Sample the round's clients and ask the strategy for its masks and instructions."""
+    sampled, answered = sample_round(rng, num_clients, config.clients_per_round,
+                                     config.dropout_rate)
+    masks = strategy.round_masks(round_num, weights)
+    instructions = strategy.client_instructions(round_num) or {}
+    if not isinstance(instructions, dict):
+        raise TypeError(f"client_instructions must return a dict, got "
+                        f"{type(instructions).__name__}")
+    return RoundPlan(round_num, sampled, answered, masks, instructions)
+
+
+def instructions_text(instructions):
+    """The instructions as the JSON text that travels (empty when there are none)."""
+    return json.dumps(instructions, sort_keys=True, separators=(",", ":")) if instructions else ""
+
+
+class Downloads:
+    """What each client downloads: the payload, and which masks each client already holds.
+
+    A client gets only the kept values if it holds exactly the round's masks already,
+    otherwise the payload that carries the positions too; plus the frozen weights the first
+    time it is sampled (`frozen_bytes`), and the instructions' JSON.
+
+    Args:
+        frozen_bytes: Length of the payload of the model's frozen weights (0 if none).
+        shared: A function selecting the entries that travel (FedBN keeps some local).
+    """
+
+    def __init__(self, frozen_bytes=0, shared=None):
+        self.frozen_bytes, self.shared = frozen_bytes, shared or (lambda arrays: arrays)
+        self.held_masks = {}  # client -> the masks it received last
+        self.has_frozen = set()
+
+    def payload(self, client_id, weights, masks):
+        """The payload client `client_id` receives, and whether it held `masks` already.
+
+        Returns `(payload, known)`; with `known` the payload carries values only. Records
+        that the client now holds `masks`.
+        """
+        known = masks is not None and same_masks(masks, self.held_masks.get(client_id))
+        payload = compress.encode(self.shared(weights),
+                                  known_masks=self.shared(masks) if known else None)
+        if masks is not None:
+            self.held_masks[client_id] = masks
+        return payload, known
+
+    def extra_bytes(self, client_id, plan):
+        """Bytes beyond the weights payload: frozen weights the first time, instructions."""
+        first = client_id not in self.has_frozen
+        self.has_frozen.add(client_id)
+        return (self.frozen_bytes if first else 0) + len(instructions_text(plan.instructions))
+
+    def each(self, plan, weights):
+        """Bytes each sampled client downloads, in `plan.sampled` order (nothing is sent).
+
+        Payloads of equal content are encoded once.
+        """
+        sizes, out = {}, []
+        for k in (int(k) for k in plan.sampled):
+            known = plan.masks is not None and same_masks(plan.masks, self.held_masks.get(k))
+            if known not in sizes:
+                sizes[known] = len(self.payload(k, weights, plan.masks)[0])
+            elif plan.masks is not None:
+                self.held_masks[k] = plan.masks
+            out.append(sizes[known] + self.extra_bytes(k, plan))
+        return out
+
+
+def same_masks(masks, held):
+    """Whether two mask lists (None entries allowed) are equal."""
+    if masks is None or held is None:
+        return False
+    return all((m is None and h is None) or (m is not None and h is not None
+               and np.array_equal(m, h)) for m, h in zip(masks, held, strict=True))
+
+
+# --- 2. client: local update and the client hooks -------------------------------------------------
+
+
+def local_update(trainer, strategy, plan, client_ids, client_rows, weights, config,
+                 local_weights=None):
+    """Train the given clients from `weights` and run their client hooks.
+
+    All the clients train in one call of the compiled trainer (`run_fedavg` passes every
+    client that answered; a deployment's client passes itself). Each client's batches come
+    from `client_rngs` and its random layers from `client_seeds`, so the result for a client
+    does not depend on who else trains in the same call.
+
+    Args:
+        trainer: A `ClientTrainer` holding the data (`set_data`) the rows index.
+        strategy: The run's strategy (its client hooks run here).
+        plan: The `RoundPlan` (round, masks, instructions) as the clients received it.
+        client_ids: The clients' ids.
+        client_rows: One int array of row indices into the trainer's data per client.
+        weights: The global weights the clients start from.
+        config: The run's `FedConfig`.
+        local_weights: FedBN's per-client BatchNorm values (see `ClientTrainer.train`).
+
+    Returns:
+        `(uploads, failures)`: a list of `Upload` and a list of `Failure`, in client order.
+    """
+    if strategy.masked:
+        masks = plan.masks or [None] * len(weights)
+        trainer.set_masks([np.ones(w.shape, bool) if m is None else m
+                           for w, m in zip(weights, masks)])
+    steps = plan_local_steps(client_rows, config.local_epochs, config.batch_size,
+                             client_rngs(config.seed, plan.round_num, client_ids))
+    stacked = trainer.train(weights, steps, config.learning_rate,
+                            strategy.pruning_steps(plan.round_num, steps["stop"] - steps["start"]),
+                            seeds=client_seeds(config.seed, plan.round_num, client_ids),
+                            local_weights=local_weights)
+    trainer.check_frozen()
+    uploads, failures = [], []
+    for slot, (k, rows) in enumerate(zip(client_ids, client_rows)):
+        try:
+            uploads.append(_client_hooks(trainer, strategy, plan, int(k), rows,
+                                         [s[slot] for s in stacked], weights))
+        except Exception as error:  # a client's failure is reported, never swallowed
+            failures.append(Failure(int(k), traceback.format_exc(), error))
+    return uploads, failures
+
+
+def _client_hooks(trainer, strategy, plan, client_id, rows, trained, weights):
+    """One client's `client_upload` and `client_report`, as an `Upload`."""
+    upload = strategy.client_upload(plan.round_num, client_id, trained, weights)
+    client = ClientRound(plan.round_num, client_id, weights, plan.masks, plan.instructions,
+                         len(rows), lambda w: trainer.gradients(w, rows))
+    report = strategy.client_report(client, trained, upload)
+    return Upload(client_id, list(upload), len(rows), _check_report(report))
+
+
+def _check_report(report):
+    """A report as a dict of arrays with string keys, sorted; None stays None."""
+    if report is None:
+        return None
+    if not isinstance(report, dict) or not all(isinstance(k, str) for k in report):
+        raise TypeError(f"client_report must return None or a dict with str keys, got "
+                        f"{type(report).__name__}")
+    return {k: np.asarray(report[k]) for k in sorted(report)}
+
+
+def report_payload(report):
+    """`(names_json, payload)` of a report, as they travel; (b"", b"") for no report."""
+    if not report:
+        return b"", b""
+    return (json.dumps(list(report)).encode(), compress.encode(list(report.values())))
+
+
+def report_from_payload(names_json, payload):
+    """The report that `report_payload` encoded (None for empty input)."""
+    if not names_json:
+        return None
+    return dict(zip(json.loads(names_json), compress.decode(payload), strict=True))
+
+
+def upload_bytes(upload, masks, shared=None):
+    """`(weights_bytes, report_bytes)` of an upload: lengths of the payloads that travel."""
+    shared = shared or (lambda arrays: arrays)
+    weights = len(compress.encode(shared(upload.weights), known_masks=shared(masks)))
+    names, payload = report_payload(upload.report)
+    return weights, len(names) + len(payload)
+
+
+# --- 3. server: failures, acceptance, the server step, the record --------------------------------
+
+
+def check_failures(round_num, failures, completed, accept_failures):
+    """Raise a `ClientFailure` for the first failure unless the run accepts failures.
+
+    With `accept_failures`, a round in which clients failed and none completed is still an
+    error: the run would go on without anyone training.
+    """
+    if not failures:
+        return
+    first = failures[0]
+    if not accept_failures or completed == 0:
+        error = ClientFailure(round_num, first.client_id, first.details)
+        if first.error is not None:
+            raise error from first.error
+        raise error
+
+
+def accept(uploads):
+    """The uploads whose every value is finite (the rest are rejected and counted)."""
+    return [u for u in uploads
+            if all(np.all(np.isfinite(w)) for w in u.weights)
+            and all(np.all(np.isfinite(r)) for r in (u.report or {}).values())]
+
+
+def server_step(strategy, round_num, weights, accepted, config, after_update=None):
+    """The strategy's `receive` and `aggregate`, the server learning rate, `finish_round`.
+
+    A round with no accepted upload keeps the global model (then only `finish_round` runs).
+    `after_update(weights)` runs between the server step and `finish_round` (FedBN).
+    """
+    if accepted:
+        strategy.receive(round_num, accepted)
+        average = strategy.aggregate([u.weights for u in accepted],
+                                     [u.num_examples for u in accepted])
+        weights = server_update(weights, average, config.server_learning_rate)
+        if after_update is not None:
+            weights = after_update(weights)
+    return strategy.finish_round(round_num, weights)
+
+
+def round_record(plan, bytes_down_each, uploads, accepted, failures, bytes_up, bytes_report):
+    """The round's history record, before evaluation."""
+    return {
+        "bytes_down": int(sum(bytes_down_each)),
+        "bytes_up": int(bytes_up),
+        "bytes_report": int(bytes_report),
+        "clients_completed": len(accepted),
+        "clients_rejected": len(uploads) - len(accepted),
+        "clients_dropped": len(plan.sampled) - len(plan.answered),
+        "clients_failed": len(failures),
+        "failures": [{"client": f.client_id, "details": f.details} for f in failures],
+        "clients_sampled": [int(k) for k in plan.sampled],
+        "bytes_down_each": [int(b) for b in bytes_down_each],
+    }
+
+
+def evaluate_round(record, trainer, weights, test, round_num, config, started):
+    """Add loss, accuracy (on rounds `eval_every` and the last), sparsity and seconds."""
+    if round_num % config.eval_every == 0 or round_num == config.num_rounds:
+        record["loss"], record["accuracy"] = trainer.evaluate(weights, *test)
+    else:
+        record["loss"] = record["accuracy"] = None
+    record["sparsity"] = kernel_sparsity(weights)
+    record["seconds"] = time.perf_counter() - started
+    return record
