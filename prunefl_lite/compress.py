@@ -322,14 +322,14 @@ def _check_array(index, array):
     return np.asarray(array, dtype=dtype, order="C")
 
 
-def _check_mask(index, mask, array):
-    """Return ``mask`` flattened, checking its type and shape against ``array``."""
+def _check_mask(index, mask, shape):
+    """Return ``mask`` flattened, checking its type and that it has the array's ``shape``."""
     if not isinstance(mask, np.ndarray) or mask.dtype != bool:
         found = mask.dtype if isinstance(mask, np.ndarray) else type(mask).__name__
         raise TypeError(f"known_masks[{index}] must be a boolean NumPy array or None, got {found}")
-    if mask.shape != array.shape:
+    if mask.shape != shape:
         raise ValueError(
-            f"known_masks[{index}] must have the shape of arrays[{index}], {array.shape}, "
+            f"known_masks[{index}] must have the shape of arrays[{index}], {shape}, "
             f"got {mask.shape}"
         )
     return mask.reshape(-1)
@@ -368,10 +368,8 @@ def _encode_array(index, array, mask, value_bits, rng):
     flags |= _QUANTISED_FLAG if scale is not None else 0
     header += bytes([flags])
     if mask is not None:
-        flat_mask = _check_mask(index, mask, array)
-        _check_nothing_lost(index, bits, flat_mask)
-        bits = bits[flat_mask]
-        header += _varint(bits.size) + _mask_checksum(flat_mask).to_bytes(_CHECKSUM_BYTES, "little")
+        mask_header, bits = _apply_mask(index, bits, mask, array.shape)
+        header += mask_header
     codes = None
     if scale is not None:
         header += bytes([value_bits]) + np.float64(scale).astype("<f8").tobytes()
@@ -380,8 +378,12 @@ def _encode_array(index, array, mask, value_bits, rng):
     return header + coding_header, sections
 
 
-def _check_nothing_lost(index, bits, flat_mask):
-    """Raise ValueError if an array has a non-zero entry where its known mask is False."""
+def _apply_mask(index, bits, mask, shape):
+    """Return the mask's header fields and the bit patterns at its True entries.
+
+    Raises ValueError if the array has a non-zero entry where the mask is False.
+    """
+    flat_mask = _check_mask(index, mask, shape)
     lost = np.count_nonzero(bits[~flat_mask])
     if lost:
         raise ValueError(
@@ -389,6 +391,8 @@ def _check_nothing_lost(index, bits, flat_mask):
             "False; they would be lost (zero means all bits zero, so -0.0 counts as non-zero "
             "unless the array is quantised)"
         )
+    checksum = _mask_checksum(flat_mask).to_bytes(_CHECKSUM_BYTES, "little")
+    return _varint(int(np.count_nonzero(flat_mask))) + checksum, bits[flat_mask]
 
 
 def _quantisation_scale(array, value_bits):
@@ -431,6 +435,7 @@ def _encode_bits(bits, codes=None):
     ):
         # Raw is provably smallest: bitmask costs one bit per entry and Golomb-Rice at least one
         # per non-zero, more than the zeros raw spends. Skipping the search keeps dense fast.
+        # (Codes are sent raw only here, with no zero to lose.)
         return bytes([_RAW]), [values]
     positions = np.flatnonzero(bits)
     gaps = np.diff(positions, prepend=-1) - 1
