@@ -266,11 +266,12 @@ def instructions_text(instructions):
 
 
 class Downloads:
-    """What each client downloads: the payload, and which masks each client already holds.
+    """What each client downloads: the payloads, and which masks each client already holds.
 
     A client gets only the kept values if it holds exactly the round's masks already,
-    otherwise the payload that carries the positions too; plus the frozen weights the first
-    time it is sampled (`frozen_bytes`), and the instructions' JSON.
+    otherwise the payload that carries the positions too (as the non-zero pattern, plus an
+    explicit mask payload where a kept weight is exactly zero); plus the frozen weights the
+    first time it is sampled (`frozen_bytes`), and the instructions' JSON.
 
     Args:
         frozen_bytes: Length of the payload of the model's frozen weights (0 if none).
@@ -282,21 +283,26 @@ class Downloads:
         self.held_masks = {}  # client -> the masks it received last
         self.has_frozen = set()
 
-    def payload(self, client_id, weights, masks):
-        """The payload client `client_id` receives, and whether it held `masks` already.
+    def payloads(self, client_id, weights, masks):
+        """What client `client_id` receives: `(payload, known, mask_payload)`.
 
-        Returns `(payload, known)`; with `known` the payload carries values only. Records
-        that the client now holds `masks`.
+        With `known` the client held `masks` already and `payload` carries values only;
+        `mask_payload` (b"" when not needed) carries the masks explicitly when they differ
+        from the non-zero pattern of the weights. Records that the client now holds `masks`.
         """
         known = masks is not None and same_masks(masks, self.held_masks.get(client_id))
         payload = compress.encode(self.shared(weights),
                                   known_masks=self.shared(masks) if known else None)
+        mask_payload = b""
+        if masks is not None and not known and not _masks_match_zeros(masks, weights):
+            mask_payload = compress.encode([np.asarray(m, bool) for m in self.shared(masks)
+                                            if m is not None])
         if masks is not None:
             self.held_masks[client_id] = masks
-        return payload, known
+        return payload, known, mask_payload
 
     def extra_bytes(self, client_id, plan):
-        """Bytes beyond the weights payload: frozen weights the first time, instructions."""
+        """Bytes beyond the weights: frozen weights the first time, the instructions' JSON."""
         first = client_id not in self.has_frozen
         self.has_frozen.add(client_id)
         return (self.frozen_bytes if first else 0) + len(instructions_text(plan.instructions))
@@ -310,11 +316,17 @@ class Downloads:
         for k in (int(k) for k in plan.sampled):
             known = plan.masks is not None and same_masks(plan.masks, self.held_masks.get(k))
             if known not in sizes:
-                sizes[known] = len(self.payload(k, weights, plan.masks)[0])
+                payload, _, mask_payload = self.payloads(k, weights, plan.masks)
+                sizes[known] = len(payload) + len(mask_payload)
             elif plan.masks is not None:
                 self.held_masks[k] = plan.masks
             out.append(sizes[known] + self.extra_bytes(k, plan))
         return out
+
+
+def _masks_match_zeros(masks, weights):
+    """Whether every mask equals its array's non-zero pattern (then the payload carries it)."""
+    return all(m is None or np.array_equal(m, np.asarray(w) != 0) for m, w in zip(masks, weights))
 
 
 def same_masks(masks, held):

@@ -1,93 +1,110 @@
-"""Benchmark: the same federated job through run_fedavg and through a Flower 1.42 deployment.
+"""Benchmark: the same federated jobs through run_fedavg and through a Flower 1.42 deployment.
 
-The job: digits over 3 IID clients (one SuperNode each), all 3 per round, 5 rounds of FedAvg
-with GlobalPruning(0.8) (3 local epochs, batch 16, SGD 0.1), the 2NN, seed 0. Both runs happen
-side by side in this process; the script prints ratios (Flower / run_fedavg) of the wall time
-per round and of the whole job, the start-up time of the deployment (SuperLink and SuperNodes
-until the first run is accepted is part of the job's time), the bytes per round of Flower's
-messages against the package's payloads, and the accuracy gap.
+The job: digits over 3 IID clients (one SuperNode each), all 3 per round, 3 rounds (2 local
+epochs, batch 16, SGD 0.1), the 2NN, seed 0, for the strategies of `tests/fl_setup.py`'s
+`every_strategy()`. Measured side by side in this process:
 
-Flower's simulation engine (Ray) is timed too when `ray` is importable (`flwr[simulation]`);
-otherwise the script says so. Ray is not part of the course's pinned stack.
+- wall time per round, deployment / run_fedavg, for one strategy per job and for all the
+  strategies in one lockstep job (one message per node and round carries them all);
+- where a deployed round's time goes: a fresh Python process importing the package (and so
+  TensorFlow), as every ClientApp message does; building and tracing the client's trainer;
+  the local training itself; the rest (Flower's polling and messaging);
+- the accuracy gap and the payload bytes against run_fedavg's.
 
-Run: python tests/benchmarks/bench_flower.py  (a few minutes: every round starts a ClientApp
-process per node, each importing TensorFlow)
+Run: python tests/benchmarks/bench_flower.py  (a few minutes)
 """
 
-import importlib.util
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import prunefl_lite as pfl
 from prunefl_lite import flower
+from prunefl_lite import round as fl_round
 
-ROUNDS = 5
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fl_setup import every_strategy  # noqa: E402
+
+ROUNDS = 3
 
 
 def job():
-    """Clients, test pair, config, model function and strategy maker of the benchmark job."""
+    """Clients, test pair, config and model function of the benchmark job."""
     ds = pfl.data.load_dataset("digits")
     parts = pfl.data.partition_iid(ds.y_train, 3, seed=0)
     clients = pfl.data.split_clients(ds.x_train, ds.y_train, parts)
-    config = pfl.FedConfig(num_rounds=ROUNDS, clients_per_round=3, local_epochs=3,
+    config = pfl.FedConfig(num_rounds=ROUNDS, clients_per_round=3, local_epochs=2,
                            batch_size=16, learning_rate=0.1, seed=0)
     model_fn = lambda: pfl.models.mlp_2nn(ds.input_shape, ds.num_classes)  # noqa: E731
-    return clients, (ds.x_test, ds.y_test), config, model_fn, lambda: pfl.pruning.GlobalPruning(0.8)
+    return clients, (ds.x_test, ds.y_test), config, model_fn
+
+
+def import_seconds(repeats=3):
+    """Median wall time of a fresh interpreter importing prunefl_lite (TensorFlow included)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import prunefl_lite"], check=True)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def client_seconds(model_fn, clients, config, strategy):
+    """(build + trace, train) seconds of one client's first local update in this process."""
+    fl_round._TRAINERS.clear()  # as in a fresh ClientApp process
+    start = time.perf_counter()
+    trainer, weights = fl_round.build_trainer(model_fn, strategy, config)
+    x, y = clients[0]
+    trainer.set_data(x, y)
+    plan = fl_round.RoundPlan(1, np.array([0]), np.array([0]), None, {})
+    built = time.perf_counter() - start
+    fl_round.local_update(trainer, strategy, plan, [0], [np.arange(len(y))], weights, config)
+    return built, time.perf_counter() - start - built
 
 
 def main():
-    clients, test, config, model_fn, make = job()
-    pfl.run_fedavg(model_fn, clients, test, config, pruning=make())  # warm-up: trace once
-    start = time.perf_counter()
-    sim = pfl.run_fedavg(model_fn, clients, test, config, pruning=make())
-    sim_job = time.perf_counter() - start
-
-    start = time.perf_counter()
+    clients, test, config, model_fn = job()
+    names = list(every_strategy())
+    pfl.run_fedavg(model_fn, clients, test, config)  # warm-up: trace once
+    sims, sim_round = {}, []
+    for name, strategy in every_strategy().items():
+        sims[name] = pfl.run_fedavg(model_fn, clients, test, config, pruning=strategy)
+        sim_round.append(np.mean(sims[name].metric("seconds")))
+    built, trained = client_seconds(model_fn, clients, config, pfl.strategy.NoPruning())
+    imported = import_seconds()
     with flower.LocalDeployment(clients) as federation:
-        started = time.perf_counter() - start
-        run_start = time.perf_counter()
-        deployed = federation.run(model_fn, test, config, pruning=make())
-        flower_job = time.perf_counter() - run_start
-    total = time.perf_counter() - start
-
-    sim_round = float(np.mean(sim.metric("seconds")))
-    flower_round = float(np.mean(deployed.metric("seconds")))
-    print(f"job: {ROUNDS} rounds, 3 clients, GlobalPruning(0.8); seed 0")
-    print(f"wall per round   Flower / run_fedavg = {flower_round / sim_round:8.1f}  "
-          f"({flower_round:.2f} s vs {sim_round:.4f} s)")
-    print(f"wall per job     Flower / run_fedavg = {flower_job / sim_job:8.1f}  "
-          f"(flwr run to History: {flower_job:.1f} s vs {sim_job:.3f} s)")
-    print(f"deployment start-up + stop / run_fedavg job = {(total - flower_job) / sim_job:8.1f}  "
-          f"(start {started:.1f} s)")
-    gap = 100 * (deployed.metric("accuracy")[-1] - sim.metric("accuracy")[-1])
-    print(f"final test accuracy: Flower {100 * deployed.metric('accuracy')[-1]:.1f} %, "
-          f"run_fedavg {100 * sim.metric('accuracy')[-1]:.1f} % (gap {gap:+.1f} points)")
-    print("round  payload down  message down  payload up  message up  (all 3 clients)")
-    for r, rec in enumerate(deployed.rounds, 1):
-        print(f"{r:>5}{rec['bytes_down']:>14,}{rec['message_bytes_down']:>14,}"
-              f"{rec['bytes_up']:>12,}{rec['message_bytes_up']:>12,}")
-    first, last = deployed.rounds[0], deployed.rounds[-1]
-    wire = (last["message_bytes_down"] + last["message_bytes_up"]) / (
-        first["message_bytes_down"] + first["message_bytes_up"])
-    print(f"message bytes, last round / first (dense) round = {wire:.3f}")
-    if importlib.util.find_spec("ray") is None:
-        print("Flower simulation engine: not timed (ray is not installed; it comes with "
-              "flwr[simulation], outside the course's pinned stack)")
-        return
-    start = time.perf_counter()
-    with flower.LocalDeployment(clients, engine="simulation") as engine:
-        run_start = time.perf_counter()
-        simulated = engine.run(model_fn, test, config, pruning=make())
-        engine_job = time.perf_counter() - run_start
-    engine_total = time.perf_counter() - start
-    engine_round = float(np.mean(simulated.metric("seconds")))
-    print(f"Flower simulation engine (Ray): wall per round / run_fedavg = "
-          f"{engine_round / sim_round:8.1f}; per job = {engine_job / sim_job:8.1f}; "
-          f"deployment / simulation engine per round = {flower_round / engine_round:6.2f}")
-    print(f"  (simulation engine: {engine_round:.2f} s per round, {engine_job:.1f} s per job, "
-          f"{engine_total:.1f} s with start and stop; final accuracy "
-          f"{100 * simulated.metric('accuracy')[-1]:.1f} %)")
+        start = time.perf_counter()
+        single = federation.run(model_fn, test, config)
+        single_job = time.perf_counter() - start
+        start = time.perf_counter()
+        many = federation.run_many(model_fn, test, config, list(every_strategy().values()))
+        many_job = time.perf_counter() - start
+    sim_mean = float(np.mean(sim_round))
+    single_round = float(np.mean(single.metric("seconds")))
+    many_round = float(np.mean(many[0].metric("seconds")))
+    print(f"job: {ROUNDS} rounds, 3 SuperNodes, all sampled; {len(names)} strategies")
+    print(f"wall per round, one strategy per job: deployment / run_fedavg = "
+          f"{single_round / sim_mean:7.1f}  ({single_round:.2f} s vs {sim_mean:.4f} s)")
+    print(f"wall per round, {len(names)} strategies in one job: deployment / run_fedavg "
+          f"({len(names)} runs) = {many_round / (len(names) * sim_mean):7.1f}  "
+          f"({many_round:.2f} s vs {len(names) * sim_mean:.3f} s)")
+    print(f"whole job: one strategy {single_job:.1f} s, {len(names)} strategies "
+          f"{many_job:.1f} s (ratio {many_job / single_job:.2f} for {len(names)}x the work)")
+    other = single_round - imported - built - trained
+    print("where a deployed round's time goes (one strategy, seconds and share):")
+    for label, value in (("new process + import (TensorFlow)", imported),
+                         ("build model + trace trainer", built), ("local training", trained),
+                         ("Flower messaging and polling (the rest)", other)):
+        print(f"  {label:<42}{value:7.2f} s  {100 * value / single_round:5.1f} %")
+    gaps = [100 * abs(h.metric("accuracy")[-1] - sims[n].metric("accuracy")[-1])
+            for n, h in zip(names, many)]
+    same_bytes = all(np.allclose(h.metric(k), sims[n].metric(k), rtol=1e-3)
+                     for n, h in zip(names, many) for k in ("bytes_up", "bytes_down"))
+    print(f"accuracy after round {ROUNDS}: largest gap to run_fedavg {max(gaps):.2f} points; "
+          f"payload bytes equal to run_fedavg's within 0.1 %: {same_bytes}")
 
 
 if __name__ == "__main__":
