@@ -292,26 +292,24 @@ def epsilon(noise_multiplier, num_clients, clients_per_round, num_rounds, delta=
         Epsilon (a float).
 
     Raises:
+        TypeError: If a count is not an integer or a number is not a number (bools refused).
         ValueError: On out-of-range arguments.
 
     Example:
         >>> round(epsilon(1.2, 3383, 120, 100), 2)  # the TFF tutorial's setting: about 2
         1.99
+        >>> round(epsilon(np.float32(1.2), np.int64(3383), np.int32(120), np.int64(100)), 2)
+        1.99
     """
-    if not (isinstance(noise_multiplier, (int, float)) and noise_multiplier > 0):
-        raise ValueError(f"noise_multiplier must be a number > 0, got {noise_multiplier!r}")
-    for name, value, low in (("num_clients", num_clients, 1),
-                             ("num_rounds", num_rounds, 1)):
-        if not (isinstance(value, (int, np.integer)) and value >= low):
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if not (isinstance(clients_per_round, (int, np.integer))
-            and 1 <= clients_per_round <= num_clients):
-        raise ValueError(f"clients_per_round must be an integer in [1, {num_clients}], "
-                         f"got {clients_per_round!r}")
-    if not (isinstance(delta, float) and 0 < delta < 1):
-        raise ValueError(f"delta must be a float in (0, 1), got {delta!r}")
-    if accountant not in ("rdp", "pld"):
-        raise ValueError(f"accountant must be one of 'rdp', 'pld', got {accountant!r}")
+    # the shared validators: NumPy scalars pass as plain values, bools are refused (TypeError)
+    from prunefl_lite.validate import check_choice, check_int
+
+    noise_multiplier = check_number("noise_multiplier", noise_multiplier, 0, low_open=True)
+    num_clients = check_int("num_clients", num_clients, 1)
+    num_rounds = check_int("num_rounds", num_rounds, 1)
+    clients_per_round = check_int("clients_per_round", clients_per_round, 1, num_clients)
+    delta = check_number("delta", delta, 0, 1, low_open=True, high_open=True)
+    check_choice("accountant", accountant, ("rdp", "pld"))
     import dp_accounting
 
     event = dp_accounting.SelfComposedDpEvent(
