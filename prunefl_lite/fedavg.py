@@ -122,6 +122,7 @@ class _RunState:
         self.shared_index = [i for i in range(len(weights)) if i not in set(self.local_index)]
         self.initial_local = [weights[i] for i in self.local_index]
         self.local = {}  # client -> its own BatchNorm values (FedBN)
+        self.client_states = {}  # client -> its own state (kept on the client side)
         frozen = [v.numpy() for v in trainer.frozen_variables]
         self.downloads = fl_round.Downloads(len(compress.encode(frozen)) if frozen else 0,
                                             shared=self.shared)
@@ -152,11 +153,11 @@ def _run_round(round_num, trainer, strategy, weights, run, client_rows, config, 
     if len(plan.answered) > 0:  # a round in which every sampled client failed trains nobody
         uploads, failures = fl_round.local_update(
             trainer, strategy, plan, plan.answered, [client_rows[k] for k in plan.answered],
-            weights, config, local_weights=run.local_start(plan.answered))
+            weights, config, local_weights=run.local_start(plan.answered),
+            states=run.client_states, shared=run.shared)
     fl_round.check_failures(round_num, failures, len(uploads), accept_failures)
-    # the real payloads' lengths are what is sent; decoding them would return the uploads
-    # bit for bit (compress's round trip is exact and tested), so the server uses them
-    sizes = [fl_round.upload_bytes(u, plan.masks, run.shared) for u in uploads]
+    # the payloads were encoded on the client side; `weights` are what decoding them gives
+    sizes = [fl_round.upload_bytes(u) for u in uploads]
     accepted = fl_round.accept(uploads)
     run.keep_local(accepted)
     weights = fl_round.server_step(

@@ -37,12 +37,13 @@ from prunefl_lite.server import server_update
 __all__ = [
     "ClientFailure", "ClientRound", "Downloads", "Failure", "RoundPlan", "Upload", "accept",
     "build_trainer", "check_failures", "client_rngs", "client_seeds", "evaluate_round",
-    "local_update", "plan_round", "report_payload", "round_record", "sample_round",
-    "server_step", "upload_bytes",
+    "decode_upload", "encode_upload", "local_update", "plan_round", "report_payload",
+    "round_record", "sample_round", "server_step", "upload_bytes",
 ]
 
 _TRAINERS = {}  # compiled trainers, reused by every run with the same architecture
 _SHUFFLE_SALT = 1  # separates a client's batch-order stream from its random-layer seed
+_QUANTISE_SALT = 2  # and from its stochastic rounding of a quantised upload
 
 
 # --- what travels, and what happens to it ---------------------------------------------------
@@ -64,7 +65,9 @@ class ClientRound:
     """What a client's hooks know in one round: the broadcast and its own data's gradients.
 
     `gradients(weights)` is the gradient of the mean loss over this client's own examples
-    at `weights` (one array per federated weight; None for BatchNorm statistics).
+    at `weights` (one array per federated weight; None for BatchNorm statistics). `state` is
+    the client's own dict (name -> array) that persists across the rounds it takes part in
+    (e.g. an error-feedback residual); the runtime keeps it on the client side.
     """
 
     round_num: int
@@ -74,16 +77,26 @@ class ClientRound:
     instructions: dict
     num_examples: int
     gradients: object
+    state: dict = dataclasses.field(default_factory=dict)
+    seed: int = 0
 
 
 @dataclasses.dataclass
 class Upload:
-    """One client's upload: its weights, example count and optional report (name -> array)."""
+    """One client's upload: its weights, example count and optional report (name -> array).
+
+    `payload` and `report_payload` (with `report_names`, JSON) are the bytes that travel;
+    `weights` are what the server decodes from `payload` (for a lossy value width, the
+    quantised values, not the client's exact ones).
+    """
 
     client_id: int
     weights: list
     num_examples: int
     report: dict | None = None
+    payload: bytes = b""
+    report_names: bytes = b""
+    report_payload: bytes = b""
 
 
 @dataclasses.dataclass
@@ -341,13 +354,13 @@ def same_masks(masks, held):
 
 
 def local_update(trainer, strategy, plan, client_ids, client_rows, weights, config,
-                 local_weights=None):
+                 local_weights=None, states=None, shared=None):
     """Train the given clients from `weights` and run their client hooks.
 
-    All the clients train in one call of the compiled trainer (`run_fedavg` passes every
-    client that answered; a deployment's client passes itself). Each client's batches come
-    from `client_rngs` and its random layers from `client_seeds`, so the result for a client
-    does not depend on who else trains in the same call.
+    The clients train in one call of the compiled trainer per distinct mask set (`run_fedavg`
+    passes every client that answered; a deployment's client passes itself). Each client's
+    batches come from `client_rngs` and its random layers from `client_seeds`, so the result
+    for a client does not depend on who else trains in the same call.
 
     Args:
         trainer: A `ClientTrainer` holding the data (`set_data`) the rows index.
@@ -358,38 +371,117 @@ def local_update(trainer, strategy, plan, client_ids, client_rows, weights, conf
         weights: The global weights the clients start from.
         config: The run's `FedConfig`.
         local_weights: FedBN's per-client BatchNorm values (see `ClientTrainer.train`).
+        states: Client id -> that client's persistent state dict (updated in place); None
+            for none kept.
+        shared: A function selecting the entries that travel (FedBN keeps some local).
 
     Returns:
         `(uploads, failures)`: a list of `Upload` and a list of `Failure`, in client order.
     """
-    if strategy.masked:
-        masks = plan.masks or [None] * len(weights)
-        trainer.set_masks([np.ones(w.shape, bool) if m is None else m
-                           for w, m in zip(weights, masks)])
-    steps = plan_local_steps(client_rows, config.local_epochs, config.batch_size,
-                             client_rngs(config.seed, plan.round_num, client_ids))
-    stacked = trainer.train(weights, steps, config.learning_rate,
-                            strategy.pruning_steps(plan.round_num, steps["stop"] - steps["start"]),
-                            seeds=client_seeds(config.seed, plan.round_num, client_ids),
-                            local_weights=local_weights)
-    trainer.check_frozen()
+    states = {} if states is None else states
+    clients = [ClientRound(plan.round_num, int(k), weights, plan.masks, plan.instructions,
+                           len(rows), _gradients(trainer, rows), states.setdefault(int(k), {}),
+                           config.seed)
+               for k, rows in zip(client_ids, client_rows)]
+    trained = _train(trainer, strategy, clients, client_rows, weights, config, local_weights)
     uploads, failures = [], []
-    for slot, (k, rows) in enumerate(zip(client_ids, client_rows)):
+    for client, own in zip(clients, trained):
         try:
-            uploads.append(_client_hooks(trainer, strategy, plan, int(k), rows,
-                                         [s[slot] for s in stacked], weights))
+            upload, report = strategy.client_step(client, own)
+            uploads.append(encode_upload(strategy, client, list(upload), _check_report(report),
+                                         shared))
         except Exception as error:  # a client's failure is reported, never swallowed
-            failures.append(Failure(int(k), traceback.format_exc(), error))
+            failures.append(Failure(client.client_id, traceback.format_exc(), error))
     return uploads, failures
 
 
-def _client_hooks(trainer, strategy, plan, client_id, rows, trained, weights):
-    """One client's `client_upload` and `client_report`, as an `Upload`."""
-    upload = strategy.client_upload(plan.round_num, client_id, trained, weights)
-    client = ClientRound(plan.round_num, client_id, weights, plan.masks, plan.instructions,
-                         len(rows), lambda w: trainer.gradients(w, rows))
-    report = strategy.client_report(client, trained, upload)
-    return Upload(client_id, list(upload), len(rows), _check_report(report))
+def _gradients(trainer, rows):
+    """A client's `gradients(weights)` on its own rows."""
+    return lambda w: trainer.gradients(w, rows)
+
+
+def _train(trainer, strategy, clients, client_rows, weights, config, local_weights):
+    """Each client's trained weights: one trainer call per group of clients with equal masks."""
+    masks = [strategy.client_masks(c) if strategy.masked else None for c in clients]
+    groups = []  # (mask list, slots)
+    for slot, m in enumerate(masks):
+        for group in groups:
+            if (m is None and group[0] is None) or same_masks(m, group[0]):
+                group[1].append(slot)
+                break
+        else:
+            groups.append((m, [slot]))
+    trained = [None] * len(clients)
+    for group_masks, slots in groups:
+        if strategy.masked:
+            trainer.set_masks([np.ones(w.shape, bool) if m is None else m
+                               for w, m in zip(weights, group_masks or [None] * len(weights))])
+        ids = [clients[i].client_id for i in slots]
+        steps = plan_local_steps([client_rows[i] for i in slots], config.local_epochs,
+                                 config.batch_size,
+                                 client_rngs(config.seed, clients[0].round_num, ids))
+        stacked = trainer.train(
+            weights, steps, config.learning_rate,
+            strategy.pruning_steps(clients[0].round_num, steps["stop"] - steps["start"]),
+            seeds=client_seeds(config.seed, clients[0].round_num, ids),
+            local_weights=None if local_weights is None else [w[slots] for w in local_weights])
+        trainer.check_frozen()
+        for j, i in enumerate(slots):
+            trained[i] = [s[j] for s in stacked]
+    return trained
+
+
+def encode_upload(strategy, client, weights, report, shared=None):
+    """The `Upload` of one client, with the payloads that travel, encoded once.
+
+    Arrays that keep the zeros of the broadcast mask are sent as values at the mask's
+    positions; an array that does not (a client that changed its own mask) carries its
+    positions. With `strategy.upload_value_bits` below 32 the payload carries the update
+    (weights minus global weights), quantised with an unbiased stochastic rounding seeded by
+    (seed, round, client); the server then decodes exactly those values.
+    """
+    shared = shared or (lambda arrays: arrays)
+    bits = getattr(strategy, "upload_value_bits", 32)
+    masks = shared(client.masks) if client.masks is not None else None
+    sent = shared(weights)
+    if bits < 32:
+        sent = [np.asarray(w) - np.asarray(g) for w, g in zip(sent, shared(client.global_weights))]
+    known = None if masks is None else [
+        m if m is not None and not np.any(np.asarray(w)[~m]) else None
+        for w, m in zip(sent, masks)]
+    rng = (np.random.default_rng([client.seed, client.round_num, client.client_id,
+                                  _QUANTISE_SALT]) if bits < 32 else None)
+    payload = compress.encode(sent, known_masks=known, value_bits=bits, rng=rng)
+    if bits < 32:
+        weights = _with_shared(weights, decode_upload(payload, strategy, client.masks,
+                                                      client.global_weights, shared), shared)
+    names, report_bytes = report_payload(report)
+    return Upload(client.client_id, weights, client.num_examples, report, payload, names,
+                  report_bytes)
+
+
+def decode_upload(payload, strategy, masks, global_weights, shared=None):
+    """The weights an upload's payload carries (see `encode_upload`), as the server reads them."""
+    shared = shared or (lambda arrays: arrays)
+    info = compress.describe(payload)
+    masks = shared(masks) if masks is not None else [None] * len(info)
+    known = [m if i["masked"] else None for m, i in zip(masks, info)]
+    arrays = compress.decode(payload, known_masks=known if any(i["masked"] for i in info)
+                             else None)
+    if getattr(strategy, "upload_value_bits", 32) < 32:
+        arrays = [(np.asarray(g, np.float64) + a).astype(np.asarray(g).dtype)
+                  for a, g in zip(arrays, shared(global_weights))]
+    return arrays
+
+
+def _with_shared(weights, decoded, shared):
+    """`weights` with its travelling entries replaced by `decoded` (FedBN keeps the rest)."""
+    if shared(list(range(len(weights)))) == list(range(len(weights))):
+        return decoded
+    out, it = list(weights), iter(decoded)
+    for i in shared(list(range(len(weights)))):
+        out[i] = next(it)
+    return out
 
 
 def _check_report(report):
@@ -416,12 +508,9 @@ def report_from_payload(names_json, payload):
     return dict(zip(json.loads(names_json), compress.decode(payload), strict=True))
 
 
-def upload_bytes(upload, masks, shared=None):
+def upload_bytes(upload):
     """`(weights_bytes, report_bytes)` of an upload: lengths of the payloads that travel."""
-    shared = shared or (lambda arrays: arrays)
-    weights = len(compress.encode(shared(upload.weights), known_masks=shared(masks)))
-    names, payload = report_payload(upload.report)
-    return weights, len(names) + len(payload)
+    return len(upload.payload), len(upload.report_names) + len(upload.report_payload)
 
 
 # --- 3. server: failures, acceptance, the server step, the record --------------------------------

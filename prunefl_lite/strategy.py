@@ -6,7 +6,8 @@ halves that share nothing but the messages of the round:
 * **server hooks** run on the server, which holds the global model and never any client's data:
   `start`, `round_masks`, `client_instructions`, `receive`, `aggregate`, `finish_round`. They
   may keep state in `self` from one round to the next.
-* **client hooks** run where the data is: `pruning_steps`, `client_upload`, `client_report`.
+* **client hooks** run where the data is: `client_masks`, `pruning_steps`, `client_step` (by
+  default `client_upload`, then `client_report`).
   On a real deployment each client runs them in its own process, on its own copy of the
   strategy object, so they must be pure functions of their arguments and of the constructor's
   parameters: nothing a server hook stored in `self` reaches them, and nothing they store in
@@ -31,7 +32,7 @@ __all__ = ["CLIENT_HOOKS", "SERVER_HOOKS", "NoPruning", "StrategyWrapper"]
 
 SERVER_HOOKS = ("start", "round_masks", "client_instructions", "receive", "aggregate",
                 "finish_round")
-CLIENT_HOOKS = ("pruning_steps", "client_upload", "client_report")
+CLIENT_HOOKS = ("client_masks", "pruning_steps", "client_step", "client_upload", "client_report")
 
 
 class NoPruning:
@@ -44,7 +45,8 @@ class NoPruning:
         (True, {})
     """
 
-    masked = False  # True: clients train under the masks of `round_masks`
+    masked = False  # True: clients train under masks (`round_masks`, or `client_masks`)
+    upload_value_bits = 32  # value width of the uploads (16, 8: quantised updates)
 
     # --- model hooks (both halves; constructor parameters only) ---------------------------
     def model_key(self):
@@ -87,6 +89,21 @@ class NoPruning:
         return weights
 
     # --- client hooks (pure: no state through self) -----------------------------------------
+    def client_masks(self, client):
+        """The masks this client trains under (a `round.ClientRound`); default the broadcast's."""
+        return client.masks
+
+    def client_step(self, client, weights):
+        """After local training: `(upload, report)` of this client.
+
+        The default uploads `client_upload(...)` and reports `client_report(...)`. A strategy
+        that keeps state on the client across rounds (an error-feedback residual) overrides
+        this and uses `client.state`, a dict the runtime keeps for this client.
+        """
+        upload = self.client_upload(client.round_num, client.client_id, weights,
+                                    client.global_weights)
+        return upload, self.client_report(client, weights, upload)
+
     def pruning_steps(self, round_num, local_steps):
         """Per client, the value its tfmot pruning step counter starts from this round."""
         return np.zeros(len(local_steps), np.int64)
@@ -130,6 +147,9 @@ class StrategyWrapper(NoPruning):
         if not isinstance(inner, NoPruning):
             raise TypeError(f"inner must be a strategy (a NoPruning subclass instance), "
                             f"got {type(inner).__name__}")
+        if type(inner).client_step is not NoPruning.client_step:
+            raise TypeError(f"inner must not override client_step (a wrapper transforms "
+                            f"client_upload), got {type(inner).__name__}")
         self.inner = inner
 
     @property
@@ -168,6 +188,15 @@ class StrategyWrapper(NoPruning):
     def finish_round(self, round_num, weights):
         """The inner strategy's post-processing."""
         return self.inner.finish_round(round_num, weights)
+
+    @property
+    def upload_value_bits(self):
+        """The inner strategy's upload value width."""
+        return self.inner.upload_value_bits
+
+    def client_masks(self, client):
+        """The inner strategy's client masks."""
+        return self.inner.client_masks(client)
 
     def pruning_steps(self, round_num, local_steps):
         """The inner strategy's tfmot step counters."""

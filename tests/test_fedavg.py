@@ -47,8 +47,8 @@ def test_training_improves_accuracy_and_reports_metrics():
 def test_byte_counts_are_lengths_of_real_payloads(monkeypatch):
     produced, encode = [], compress.encode
 
-    def recording_encode(arrays, known_masks=None):
-        payload = encode(arrays, known_masks=known_masks)
+    def recording_encode(arrays, known_masks=None, **kwargs):
+        payload = encode(arrays, known_masks=known_masks, **kwargs)
         produced.append(len(payload))
         return payload
 

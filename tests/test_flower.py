@@ -110,15 +110,37 @@ def test_broadcast_and_upload_records_round_trip():
     assert got.round_num == 4 and got.instructions == plan.instructions
     assert np.array_equal(got.masks[0], masks[0]) and got.masks[1] is None
     assert all(np.array_equal(a, b) for a, b in zip(arrays, weights))
-    upload = fl_round.Upload(0, weights, 7, {"k0": np.arange(4.0).reshape(2, 2)})
-    back, up, report = records.read_upload(records.upload_records(2, upload, masks), 2, masks)
+    strategy = pfl.strategy.NoPruning()
+    client = fl_round.ClientRound(4, 0, weights, masks, {}, 7, None)
+    upload = fl_round.encode_upload(strategy, client, weights,
+                                    {"k0": np.arange(4.0).reshape(2, 2)})
+    content = records.upload_records(2, upload)
+    back, up, report = records.read_upload(content, 2, strategy, masks, weights)
     assert (back.client_id, back.num_examples) == (0, 7) and report > 0
-    weights_bytes, report_bytes = fl_round.upload_bytes(upload, masks)
+    weights_bytes, report_bytes = fl_round.upload_bytes(upload)
     assert (up, report) == (weights_bytes + report_bytes, report_bytes)
     assert np.array_equal(back.report["k0"], upload.report["k0"])
+    assert all(np.array_equal(a, b) for a, b in zip(back.weights, weights))
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize("bits", [16, 8])
+def test_a_quantised_upload_is_decoded_to_what_the_client_sent(bits):
+    class Quantised(pfl.strategy.NoPruning):
+        upload_value_bits = bits
+
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(20, 5)).astype(np.float32), np.zeros(5, np.float32)]
+    trained = [w + 0.01 * rng.normal(size=w.shape).astype(np.float32) for w in start]
+    client = fl_round.ClientRound(3, 1, start, None, {}, 10, None, seed=5)
+    upload = fl_round.encode_upload(Quantised(), client, trained, None)
+    content = records.upload_records(0, upload)
+    back = records.read_upload(content, 0, Quantised(), None, start)[0]
+    assert all(np.array_equal(a, b) for a, b in zip(back.weights, upload.weights))
+    error = max(float(np.max(np.abs(a - b))) for a, b in zip(upload.weights, trained))
+    assert 0 < error < 0.1  # lossy: the update's grid, not the weights'
+    assert len(upload.payload) < 0.6 * len(pfl.compress.encode(trained))
+
+
 def test_a_strategy_class_from_the_learners_own_module_travels_by_value(tmp_path):
     wrapped = pfl.robust.RobustAggregation("median", pruning=RaisingUpload())
     assert records._own_modules([wrapped, lambda: None]) == {sys.modules[__name__]}

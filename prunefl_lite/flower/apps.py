@@ -76,11 +76,14 @@ def _train_entry(index, job, config, client_id, data, content, context):
         _hold_masks(context, index, plan.masks)
         trainer = fl_round.build_trainer(job["model_fn"], strategy, config)[0]
         trainer.set_data(data["x"], data["y"])
+        states = {client_id: _client_state(context, index)}
         uploads, failures = fl_round.local_update(
-            trainer, strategy, plan, [client_id], [np.arange(len(data["y"]))], weights, config)
+            trainer, strategy, plan, [client_id], [np.arange(len(data["y"]))], weights, config,
+            states=states)
         if failures:
             return records.failure_records(index, client_id, failures[0].details)
-        return records.upload_records(index, uploads[0], plan.masks)
+        _keep_client_state(context, index, states[client_id])
+        return records.upload_records(index, uploads[0])
     except Exception:  # reported to the server with the traceback, never swallowed
         return records.failure_records(index, client_id, traceback.format_exc())
 
@@ -96,6 +99,23 @@ def _data_path(context):
         return context.node_config["data-path"]
     partition = int(context.node_config["partition-id"])
     return f"{context.run_config['data-dir']}/client_{partition}.npz"
+
+
+def _client_state(context, index):
+    """This client's persistent state for job entry `index` (name -> array), from its node."""
+    if f"{index}.state" not in context.state.array_records:
+        return {}
+    names = context.state[f"{index}.state-names"]["names"]
+    arrays = compress.decode(records.payload_of(context.state[f"{index}.state"]))
+    return dict(zip(names, arrays, strict=True))
+
+
+def _keep_client_state(context, index, state):
+    """Keep the client's state in the node's `context.state` for its next round."""
+    if state:
+        context.state[f"{index}.state"] = records.payload_record(
+            compress.encode([np.asarray(v) for v in state.values()]))
+        context.state[f"{index}.state-names"] = ConfigRecord({"names": list(state)})
 
 
 def _held_masks(context, index):
@@ -241,7 +261,8 @@ class PackageStrategy(Strategy):
             self._learn_nodes(grid, nodes)
         contents = {}
         for index, (run, plan) in enumerate(zip(self.runs, plans)):
-            run.round = {"start": time.perf_counter(), "plan": plan, "down": [], "wire": 0}
+            run.round = {"start": time.perf_counter(), "plan": plan, "down": [], "wire": 0,
+                         "weights": run.weights}
             for k in (int(k) for k in plan.sampled):
                 payload, known, masks = run.downloads.payloads(k, run.weights, plan.masks)
                 run.round["down"].append(len(payload) + len(masks)
@@ -276,7 +297,8 @@ class PackageStrategy(Strategy):
                                if n == reply.metadata.src_node_id), -1)
                 failures.append(fl_round.Failure(client, str(reply.error.reason)))
                 continue
-            got, up, report = records.read_upload(reply.content, index, plan.masks)
+            got, up, report = records.read_upload(reply.content, index, run.strategy,
+                                                  plan.masks, run.round["weights"])
             if isinstance(got, fl_round.Failure):
                 failures.append(got)
             elif got is not None:

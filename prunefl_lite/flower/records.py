@@ -25,9 +25,9 @@ from prunefl_lite.round import (
     Failure,
     RoundPlan,
     Upload,
+    decode_upload,
     instructions_text,
     report_from_payload,
-    report_payload,
 )
 
 __all__ = ["config_to_run_config", "message_bytes", "read_job", "run_config_to_config",
@@ -216,15 +216,14 @@ def read_broadcast(content, index, held):
 # --- the upload -------------------------------------------------------------------------------
 
 
-def upload_records(index, upload, masks):
+def upload_records(index, upload):
     """Records of job entry `index` for one client's upload (weights, report, meta)."""
-    names, report = report_payload(upload.report)
     return {
-        f"{index}.weights": payload_record(compress.encode(upload.weights, known_masks=masks)),
-        f"{index}.report": payload_record(report),
+        f"{index}.weights": payload_record(upload.payload),
+        f"{index}.report": payload_record(upload.report_payload),
         f"{index}.meta": ConfigRecord({"client": int(upload.client_id),
                                        "examples": int(upload.num_examples),
-                                       "report-names": names.decode()}),
+                                       "report-names": upload.report_names.decode()}),
     }
 
 
@@ -233,11 +232,12 @@ def failure_records(index, client_id, details):
     return {f"{index}.failure": ConfigRecord({"client": int(client_id), "details": details})}
 
 
-def read_upload(content, index, masks):
+def read_upload(content, index, strategy, masks, global_weights):
     """`(upload, bytes_up, bytes_report)` of entry `index` of a reply.
 
-    `upload` is an `Upload`, a `Failure` (with zero bytes) or None (no such entry); the bytes
-    are the lengths of the payloads that travelled (weights, report names, report).
+    `upload` is an `Upload` (decoded as `round.decode_upload` reads it), a `Failure` (with
+    zero bytes) or None (no such entry); the bytes are the lengths of the payloads that
+    travelled (weights, report names, report).
     """
     if f"{index}.failure" in content.keys():
         failure = content[f"{index}.failure"]
@@ -247,6 +247,7 @@ def read_upload(content, index, masks):
     meta = content[f"{index}.meta"]
     payload = payload_of(content[f"{index}.weights"])
     names, report = meta["report-names"].encode(), payload_of(content[f"{index}.report"])
-    upload = Upload(int(meta["client"]), compress.decode(payload, known_masks=masks),
-                    int(meta["examples"]), report_from_payload(names, report))
+    upload = Upload(int(meta["client"]), decode_upload(payload, strategy, masks, global_weights),
+                    int(meta["examples"]), report_from_payload(names, report), payload, names,
+                    report)
     return upload, len(payload) + len(names) + len(report), len(names) + len(report)
