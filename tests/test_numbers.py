@@ -102,3 +102,31 @@ def test_a_run_configured_with_numpy_scalars_saves_and_loads(tmp_path):
     assert loaded.config["seed"] == 2 and type(loaded.config["seed"]) is int
     assert loaded.metric("accuracy") == pytest.approx(history.metric("accuracy"))
     assert len(loaded.rounds) == 2
+
+
+@pytest.mark.parametrize(
+    "args, error, message",
+    [((True, 100, 10, 10), TypeError, "noise_multiplier must be a number in (0, inf), got True"),
+     ((np.True_, 100, 10, 10), TypeError,
+      "noise_multiplier must be a number in (0, inf), got np.True_"),
+     ((np.float32(0), 100, 10, 10), ValueError,
+      "noise_multiplier must be a number in (0, inf), got np.float32(0.0)"),
+     ((1.0, True, 10, 10), TypeError, "num_clients must be an integer >= 1, got True"),
+     ((1.0, np.float64(100), 10, 10), TypeError,
+      "num_clients must be an integer >= 1, got np.float64(100.0)"),
+     ((1.0, 100, np.int64(101), 10), ValueError,
+      "clients_per_round must be an integer in [1, 100], got np.int64(101)"),
+     ((1.0, 100, 10, np.False_), TypeError, "num_rounds must be an integer >= 1, got np.False_")],
+)
+def test_epsilon_refuses_bools_and_names_numpy_values(args, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        pfl.privacy.epsilon(*args)
+
+
+def test_epsilon_accepts_numpy_scalars_and_delta():
+    plain = pfl.privacy.epsilon(1.5, 100, 10, 20, delta=1e-5)
+    numpy = pfl.privacy.epsilon(np.float64(1.5), np.int64(100), np.int32(10), np.int64(20),
+                                delta=np.float64(1e-5))
+    assert numpy == plain and type(numpy) is float
+    with pytest.raises(TypeError, match=re.escape("delta must be a number in (0, 1), got True")):
+        pfl.privacy.epsilon(1.5, 100, 10, 20, delta=True)
