@@ -130,3 +130,17 @@ def test_epsilon_accepts_numpy_scalars_and_delta():
     assert numpy == plain and type(numpy) is float
     with pytest.raises(TypeError, match=re.escape("delta must be a number in (0, 1), got True")):
         pfl.privacy.epsilon(1.5, 100, 10, 20, delta=True)
+
+
+def test_a_numpy_config_makes_a_valid_flower_run_config():
+    import tomllib
+
+    from prunefl_lite.flower import records
+
+    config = pfl.FedConfig(num_rounds=np.int64(3), learning_rate=np.float32(0.5),
+                           seed=np.arange(5)[4], dropout_rate=np.float64(0.25))
+    run_config = records.config_to_run_config(config)
+    text = "\n".join(f"{key} = {records.toml_value(value)}" for key, value in run_config.items())
+    parsed = tomllib.loads(text)
+    assert parsed["num-rounds"] == 3 and parsed["seed"] == 4 and parsed["learning-rate"] == 0.5
+    assert records.run_config_to_config(parsed) == config
