@@ -45,4 +45,10 @@ def every_strategy():
             "median", pruning=pruning.GlobalPruning(0.8, end_round=2)),
         "ModelPoisoning": pfl.attacks.ModelPoisoning(
             [1], "scale", 3.0, pruning=robust.RobustAggregation("median")),
+        "HeteroFL": pruning.HeteroFL(mlp, FLEET),
+        "FjORD": pruning.FjORD(mlp, FLEET, widths=(0.25, 0.5, 1.0)),
+        "FederatedDropout": pruning.FederatedDropout(mlp, keep_fraction=0.5),
     }
+
+
+FLEET = (0.25, 0.5, 1.0, 0.25, 0.5, 1.0, 0.25, 1.0)  # width sub-models: one width per client

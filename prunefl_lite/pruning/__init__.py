@@ -6,6 +6,8 @@
 * `report`: per-array sparsity tables (`sparsity_report`);
 * `structured`: removing whole units and filters (`unit_norms`, `kept_units`, `prune_units`);
 * `federated`: pruning strategies for `run_fedavg` (`GlobalPruning`, `ClientPruning`);
+* `submodels`: width sub-models for devices that differ (`HeteroFL`, `FjORD`,
+  `FederatedDropout`, `width_masks`, `slice_average`, `submodel`);
 * `dynamic`: sparse from round 1 with federated prune-and-regrow (`DynamicPruning`) and
   server optimisers (`ServerOptimizer`: FedAvgM, FedAdam).
 
@@ -26,6 +28,17 @@ from prunefl_lite.pruning.schedules import (
     tfmot_masks,
 )
 from prunefl_lite.pruning.structured import kept_units, prune_units, unit_norms
+from prunefl_lite.pruning.submodels import (
+    FederatedDropout,
+    FjORD,
+    HeteroFL,
+    WidthLayout,
+    slice_average,
+    submodel,
+    unit_masks,
+    width_layout,
+    width_masks,
+)
 from prunefl_lite.strategy import NoPruning
 
 __all__ = [
@@ -34,4 +47,6 @@ __all__ = [
     "apply_masks", "erk_densities", "format_report", "kept_units", "kernel_sparsity", "magnitude_masks",
     "polynomial_sparsity", "prune_units", "prune_with_tfmot", "pruning_variables",
     "sparsity", "sparsity_report", "strip", "tfmot_masks", "unit_norms",
+    "FederatedDropout", "FjORD", "HeteroFL", "WidthLayout", "slice_average", "submodel",
+    "unit_masks", "width_layout", "width_masks",
 ]
