@@ -48,6 +48,9 @@ def every_strategy():
         "HeteroFL": pruning.HeteroFL(mlp, FLEET),
         "FjORD": pruning.FjORD(mlp, FLEET, widths=(0.25, 0.5, 1.0)),
         "FederatedDropout": pruning.FederatedDropout(mlp, keep_fraction=0.5),
+        "TopKUpdates": pruning.TopKUpdates(0.9),
+        "RandomKUpdates": pruning.RandomKUpdates(0.9, unbiased=True),
+        "STC": pruning.STC(0.9),
     }
 
 

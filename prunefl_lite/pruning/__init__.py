@@ -9,12 +9,15 @@
 * `submodels`: width sub-models for devices that differ (`HeteroFL`, `FjORD`,
   `FederatedDropout`, `width_masks`, `slice_average`, `submodel`);
 * `dynamic`: sparse from round 1 with federated prune-and-regrow (`DynamicPruning`) and
-  server optimisers (`ServerOptimizer`: FedAvgM, FedAdam).
+  server optimisers (`ServerOptimizer`: FedAvgM, FedAdam);
+* `compression`: compressed updates of a dense model (`TopKUpdates`, `RandomKUpdates`, `STC`),
+  with or without error feedback.
 
 No module here imports the round loop (`prunefl_lite.fedavg`); the strategies build on the
 protocol in `prunefl_lite.strategy`.
 """
 
+from prunefl_lite.pruning.compression import STC, RandomKUpdates, TopKUpdates
 from prunefl_lite.pruning.dynamic import DynamicPruning, ServerOptimizer, erk_densities
 from prunefl_lite.pruning.federated import ClientPruning, GlobalPruning
 from prunefl_lite.pruning.masks import apply_masks, kernel_sparsity, magnitude_masks, sparsity
@@ -43,6 +46,7 @@ from prunefl_lite.strategy import NoPruning
 
 __all__ = [
     "ClientPruning", "DynamicPruning", "GlobalPruning", "NoPruning", "ReportRow",
+    "RandomKUpdates", "STC", "TopKUpdates",
     "ServerOptimizer", "SparsityReport", "VariableInfo",
     "apply_masks", "erk_densities", "format_report", "kept_units", "kernel_sparsity", "magnitude_masks",
     "polynomial_sparsity", "prune_units", "prune_with_tfmot", "pruning_variables",
