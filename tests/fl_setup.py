@@ -45,9 +45,9 @@ def every_strategy():
             "median", pruning=pruning.GlobalPruning(0.8, end_round=2)),
         "ModelPoisoning": pfl.attacks.ModelPoisoning(
             [1], "scale", 3.0, pruning=robust.RobustAggregation("median")),
-        "HeteroFL": pruning.HeteroFL(mlp, FLEET),
-        "FjORD": pruning.FjORD(mlp, FLEET, widths=(0.25, 0.5, 1.0)),
-        "FederatedDropout": pruning.FederatedDropout(mlp, keep_fraction=0.5),
+        "HeteroFL": pruning.HeteroFL(FLEET),
+        "FjORD": pruning.FjORD(FLEET, widths=(0.25, 0.5, 1.0)),
+        "FederatedDropout": pruning.FederatedDropout(keep_fraction=0.5),
         "TopKUpdates": pruning.TopKUpdates(0.9),
         "RandomKUpdates": pruning.RandomKUpdates(0.9, unbiased=True),
         "STC": pruning.STC(0.9),

@@ -114,6 +114,25 @@ def test_submodel_with_random_units_computes_the_masked_model():
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("make", [small_cnn, mlp])
+def test_the_layout_read_from_the_weights_gives_the_models_masks(make):
+    model = make()
+    for width in (0.25, 0.5, 1.0):
+        from_model = width_masks(model, width)
+        from_weights = width_masks(model.get_weights(), width)
+        assert all(np.array_equal(a, b) for a, b in zip(from_model, from_weights))
+
+
+@pytest.mark.parametrize("weights, message", [
+    ([np.zeros(3)], r"weight 0 must be a Dense \(2-D\) or Conv2D \(4-D\) kernel"),
+    ([np.zeros((4, 3)), np.zeros(3), np.zeros(3), np.zeros((3, 2))], "weight 2 must be"),
+    ([np.zeros((4, 3)), np.zeros(3), np.zeros((5, 2))], "weight 2 .* must read the 3 units"),
+])
+def test_weights_the_sub_models_cannot_read_are_refused_by_index(weights, message):
+    with pytest.raises(ValueError, match=message):
+        HeteroFL([1.0]).masks_for(weights, 1, 0, seed=0)
+
+
 def test_flatten_rows_follow_their_channel():
     masks = width_masks(small_cnn(), 0.5)  # conv_2: 4 filters -> keeps 2; 3x3 positions
     dense_kernel = masks[4]  # (36, 6): row (h*3 + w)*4 + c
@@ -141,28 +160,28 @@ def test_models_the_sub_models_cannot_slice_are_refused_by_layer(model, error, m
     with pytest.raises(error, match=message):
         width_layout(model)
     with pytest.raises(error, match=message):
-        HeteroFL(model, [0.5])
+        HeteroFL([0.5], model=model)
 
 
 @pytest.mark.parametrize("make, error, message", [
-    (lambda: HeteroFL(mlp, []), ValueError, "capacities must be a non-empty sequence"),
-    (lambda: HeteroFL(mlp, 0.5), ValueError, "capacities must be a non-empty sequence"),
-    (lambda: HeteroFL(mlp, [0.5, 0.0]), ValueError, r"capacities\[1\] must be a number in "
+    (lambda: HeteroFL([]), ValueError, "capacities must be a non-empty sequence"),
+    (lambda: HeteroFL(0.5), ValueError, "capacities must be a non-empty sequence"),
+    (lambda: HeteroFL([0.5, 0.0]), ValueError, r"capacities\[1\] must be a number in "
      r"\(0, 1\], got 0.0"),
-    (lambda: HeteroFL(mlp, [1.5]), ValueError, r"capacities\[0\] .* got 1.5"),
-    (lambda: HeteroFL(mlp, [True]), TypeError, r"capacities\[0\] .* got True"),
-    (lambda: FjORD(mlp, [0.1], widths=(0.25, 1.0)), ValueError,
+    (lambda: HeteroFL([1.5]), ValueError, r"capacities\[0\] .* got 1.5"),
+    (lambda: HeteroFL([True]), TypeError, r"capacities\[0\] .* got True"),
+    (lambda: FjORD([0.1], widths=(0.25, 1.0)), ValueError,
      r"capacities\[0\] must be >= the smallest width 0.25, got 0.1"),
-    (lambda: FjORD(mlp, [1.0], widths=()), ValueError, "widths must be a non-empty"),
-    (lambda: FjORD(mlp, [1.0], widths=(0.5, 2)), ValueError, r"widths\[1\] .* got 2"),
-    (lambda: FederatedDropout(mlp, 0), ValueError, r"keep_fraction must be a number in "
+    (lambda: FjORD([1.0], widths=()), ValueError, "widths must be a non-empty"),
+    (lambda: FjORD([1.0], widths=(0.5, 2)), ValueError, r"widths\[1\] .* got 2"),
+    (lambda: FederatedDropout(0), ValueError, r"keep_fraction must be a number in "
      r"\(0, 1\], got 0"),
     (lambda: width_masks(mlp, 0.0), ValueError, r"width must be a number in \(0, 1\]"),
     (lambda: unit_masks(mlp, [np.ones(32, bool)]), ValueError, "one array per hidden layer"),
     (lambda: unit_masks(mlp, [np.ones(32, bool), np.ones(5, bool)]), ValueError,
      r"kept\[1\] \(layer 'hidden_2'\) must have 32 entries"),
     (lambda: submodel(mlp(), 0.5, kept=[]), ValueError, "exactly one of width and kept"),
-    (lambda: HeteroFL(mlp, [0.5]).width_of(3), ValueError,
+    (lambda: HeteroFL([0.5]).width_of(3), ValueError,
      "client_id must be < 1 .* got 3"),
 ])
 def test_arguments_are_validated(make, error, message):
@@ -170,12 +189,19 @@ def test_arguments_are_validated(make, error, message):
         make()
 
 
+def test_a_strategy_without_a_model_serves_any_2nn():
+    for hidden in (16, 32):
+        weights = pfl.models.mlp_2nn((8, 8, 1), 10, hidden).get_weights()
+        masks = HeteroFL(FLEET).masks_for(weights, 1, 0, seed=0)  # client 0: width 1/4
+        assert int(masks[1].sum()) == hidden // 4
+
+
 def test_a_run_with_another_model_is_refused():
     def other():
         return pfl.models.mlp_2nn(pfl.data.load_dataset("digits").input_shape, 10, 16)
 
     with pytest.raises(ValueError, match="the run's model must be the one"):
-        pfl.run_fedavg(other, CLIENTS, TEST, CONFIG3, pruning=HeteroFL(mlp, FLEET))
+        pfl.run_fedavg(other, CLIENTS, TEST, CONFIG3, pruning=HeteroFL(FLEET, model=mlp))
 
 
 # --- the strategies in a run --------------------------------------------------------------------
@@ -194,7 +220,7 @@ class Recording(HeteroFL):
 
 
 def test_heterofl_uploads_stay_in_their_slice_and_the_server_averages_slice_wise():
-    strategy = Recording(mlp, FLEET)
+    strategy = Recording(FLEET)
     history = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=strategy)
     round_num, global_weights, uploads = strategy.seen[-1]
     masks = []
@@ -212,15 +238,15 @@ def test_heterofl_uploads_stay_in_their_slice_and_the_server_averages_slice_wise
 
 def test_heterofl_with_every_client_at_full_width_is_fedavg():
     fedavg = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3)
-    full = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=HeteroFL(mlp, [1.0] * 8))
+    full = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=HeteroFL([1.0] * 8))
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(full.final_weights,
                                                             fedavg.final_weights))
     assert full.metric("accuracy") == pytest.approx(fedavg.metric("accuracy"), abs=0.01)
 
 
 def test_heterofl_at_a_quarter_width_uploads_fewer_bytes():
-    full = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=HeteroFL(mlp, [1.0] * 8))
-    quarter = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=HeteroFL(mlp, [0.25] * 8))
+    full = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=HeteroFL([1.0] * 8))
+    quarter = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=HeteroFL([0.25] * 8))
     assert sum(quarter.metric("bytes_up")) < 0.3 * sum(full.metric("bytes_up"))
     assert not np.any(quarter.final_weights[0][:, 8:] != mlp_initial()[0][:, 8:])
 
@@ -228,29 +254,30 @@ def test_heterofl_at_a_quarter_width_uploads_fewer_bytes():
 def mlp_initial():
     from prunefl_lite import round as fl_round
 
-    return fl_round.build_trainer(mlp, HeteroFL(mlp, [1.0]), CONFIG3)[1]
+    return fl_round.build_trainer(mlp, HeteroFL([1.0]), CONFIG3)[1]
 
 
 def test_fjord_draws_nested_widths_within_capacity_from_seed_round_and_client():
-    s = FjORD(mlp, FLEET, widths=(0.25, 0.5, 1.0))
+    s = FjORD(FLEET, widths=(0.25, 0.5, 1.0))
     draws = {(k, r): s.round_width(r, k, seed=0) for k in range(8) for r in range(1, 40)}
     assert all(w <= FLEET[k] for (k, _), w in draws.items())
     assert {w for (k, _), w in draws.items() if FLEET[k] == 1.0} == {0.25, 0.5, 1.0}
-    assert draws == {(k, r): FjORD(mlp, FLEET, widths=(0.25, 0.5, 1.0)).round_width(r, k, 0)
+    assert draws == {(k, r): FjORD(FLEET, widths=(0.25, 0.5, 1.0)).round_width(r, k, 0)
                      for k in range(8) for r in range(1, 40)}
     assert any(s.round_width(r, 2, 0) != s.round_width(r, 2, 1) for r in range(1, 40))
 
 
 def test_federated_dropout_draws_a_subset_per_client_and_round():
-    s = FederatedDropout(mlp, keep_fraction=0.5)
-    a, b = s.client_kept(1, 0, seed=0), s.client_kept(1, 1, seed=0)
+    s = FederatedDropout(keep_fraction=0.5)
+    layout = width_layout(mlp())
+    a, b = s.client_kept(layout, 1, 0, seed=0), s.client_kept(layout, 1, 1, seed=0)
     assert [int(k.sum()) for k in a] == [16, 16]
     assert not all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert all(np.array_equal(x, y) for x, y in zip(a, s.client_kept(1, 0, seed=0)))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, s.client_kept(2, 0, seed=0)))
+    assert all(np.array_equal(x, y) for x, y in zip(a, s.client_kept(layout, 1, 0, seed=0)))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, s.client_kept(layout, 2, 0, seed=0)))
 
 
-@pytest.mark.parametrize("make", [lambda: FjORD(mlp, FLEET), lambda: FederatedDropout(mlp, 0.5)])
+@pytest.mark.parametrize("make", [lambda: FjORD(FLEET), lambda: FederatedDropout(0.5)])
 def test_runs_are_reproducible(make):
     a = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=make())
     b = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=make())

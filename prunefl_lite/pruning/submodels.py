@@ -27,6 +27,7 @@ model. Diao et al. also rescale a sub-model's activations by 1 / width during tr
 """
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -72,26 +73,39 @@ class WidthLayout:
 
 
 def width_layout(model):
-    """The `WidthLayout` of a built Sequential model made of layers the sub-models can slice.
+    """The `WidthLayout` of a model the sub-models can slice, or of a list of its weights.
+
+    From a model, every layer is checked and one the sub-models do not understand is refused
+    by name. From the federated weights alone (what a strategy's hooks receive), the layout is
+    read from the shapes: a chain of Dense/Conv2D kernels, each followed by its bias, each
+    reading the units of the one before (a Dense after a Conv2D may read them through a
+    Flatten: its rows a multiple of the filters).
 
     Args:
         model: A built tf.keras Sequential of InputLayer, Flatten, Dense, Dropout, Conv2D,
-            MaxPooling2D and AveragePooling2D layers (channels last), all trainable.
+            MaxPooling2D and AveragePooling2D layers (channels last), all trainable; or its
+            federated weights (a list of arrays).
 
     Returns:
         A `WidthLayout`.
 
     Raises:
-        TypeError: If `model` is not a Sequential.
+        TypeError: If `model` is a Keras model but not a Sequential.
         ValueError: If it is unbuilt, or holds another layer (BatchNormalization needs
-            statistics per width) or a frozen weighted layer; the message names the layer.
+            statistics per width) or a frozen weighted layer, the message naming the layer;
+            or, from weights, an array that is not a kernel or its bias, or a kernel that
+            does not read the layer before it (the message names the weight's index).
 
     Example:
         >>> model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(8),
         ...                              tf.keras.layers.Dense(3)])
         >>> width_layout(model).hidden_units, width_layout(model).shapes
         ((8,), ((4, 8), (8,), (8, 3), (3,)))
+        >>> width_layout(model.get_weights()).hidden_units
+        (8,)
     """
+    if not isinstance(model, tf.keras.Model):
+        return _layout_from_shapes(tuple(tuple(int(d) for d in np.shape(w)) for w in model))
     layers = _check_structured(model)
     index = {id(v): i for i, v in enumerate(model.trainable_variables)}
     entries, positions = [], 1
@@ -113,8 +127,32 @@ def width_layout(model):
     return WidthLayout(shapes, tuple(entries))
 
 
+@functools.lru_cache(maxsize=64)
+def _layout_from_shapes(shapes):
+    """A `WidthLayout` read from the shapes of a Dense/Conv2D chain's weights (cached)."""
+    entries, i, before, conv_before = [], 0, None, False
+    while i < len(shapes):
+        shape = shapes[i]
+        if len(shape) not in (2, 4):
+            raise ValueError(f"weight {i} must be a Dense (2-D) or Conv2D (4-D) kernel or its "
+                             f"bias, got shape {shape}: pass the model to name its layer")
+        units, rows, positions = shape[-1], shape[-2], 1
+        bias = i + 1 if i + 1 < len(shapes) and shapes[i + 1] == (units,) else None
+        if before is not None and rows != before:
+            if not (len(shape) == 2 and conv_before and rows % before == 0):
+                raise ValueError(f"weight {i} (shape {shape}) must read the {before} units "
+                                 f"of the layer before it, got {rows} rows")
+            positions = rows // before
+        entries.append((f"weight {i}", i, bias, units, positions))
+        before, conv_before = units, len(shape) == 4
+        i += 1 if bias is None else 2
+    if not entries:
+        raise ValueError("weights must hold at least one kernel, got none")
+    return WidthLayout(tuple(shapes), tuple(entries))
+
+
 def _layout(model_or_layout):
-    """A `WidthLayout` from a layout, a built model, or a function returning a model."""
+    """A `WidthLayout` from a layout, a built model, a model function, or a weight list."""
     if isinstance(model_or_layout, WidthLayout):
         return model_or_layout
     if callable(model_or_layout) and not isinstance(model_or_layout, tf.keras.Model):
@@ -320,32 +358,42 @@ def _check_capacities(capacities):
 
 
 class _SubModels(NoPruning):
-    """Shared machinery: client masks from (round, client, seed), slice-wise averaging."""
+    """Shared machinery: client masks from (round, client, seed), slice-wise averaging.
+
+    With `model` the layout comes from the model (layers checked by name) and a run with
+    another model is refused; without, it is read from the shapes of the weights each hook
+    receives, so one strategy object serves any Dense/Conv2D chain.
+    """
 
     masked = True
 
-    def __init__(self, model):
-        self.layout = _layout(model)
+    def __init__(self, model=None):
+        self.layout = None if model is None else _layout(model)
         self._seed, self._global, self._masks = 0, None, []
 
-    def client_kept(self, round_num, client_id, seed):
+    def client_kept(self, layout, round_num, client_id, seed):
         """The units client `client_id` keeps in round `round_num` (one bool array per layer)."""
         raise NotImplementedError
 
-    def masks_for(self, round_num, client_id, seed):
-        """The masks client `client_id` trains under in round `round_num` (both halves)."""
-        return unit_masks(self.layout, self.client_kept(round_num, client_id, seed))
-
-    def _check_shapes(self, weights):
-        shapes = tuple(tuple(np.shape(w)) for w in weights)
+    def layout_of(self, weights):
+        """The layout of the run's weights: the model's (checked against them) or inferred."""
+        shapes = tuple(tuple(int(d) for d in np.shape(w)) for w in weights)
+        if self.layout is None:
+            return _layout_from_shapes(shapes)
         if shapes != self.layout.shapes:
             raise ValueError(f"the run's model must be the one the strategy was built for: "
                              f"weight shapes {list(self.layout.shapes)}, got {list(shapes)}")
+        return self.layout
+
+    def masks_for(self, weights, round_num, client_id, seed):
+        """The masks client `client_id` trains under in round `round_num` (both halves)."""
+        layout = self.layout_of(weights)
+        return unit_masks(layout, self.client_kept(layout, round_num, client_id, seed))
 
     # server half
     def start(self, weights, config):
         """Check the run's model against the layout and remember the run's seed."""
-        self._check_shapes(weights)
+        self.layout_of(weights)
         self._seed = config.seed
         return weights
 
@@ -356,7 +404,8 @@ class _SubModels(NoPruning):
 
     def receive(self, round_num, uploads):
         """Each accepted upload's slice, from the fleet description and (seed, round, client)."""
-        self._masks = [self.masks_for(round_num, u.client_id, self._seed) for u in uploads]
+        self._masks = [self.masks_for(self._global, round_num, u.client_id, self._seed)
+                       for u in uploads]
 
     def aggregate(self, updates, num_examples):
         """`slice_average` of the uploads over their slices; the global value elsewhere."""
@@ -365,19 +414,21 @@ class _SubModels(NoPruning):
     # client half
     def client_masks(self, client):
         """The masks of this client's sub-model this round."""
-        self._check_shapes(client.global_weights)
-        return self.masks_for(client.round_num, client.client_id, client.seed)
+        return self.masks_for(client.global_weights, client.round_num, client.client_id,
+                              client.seed)
 
 
 class HeteroFL(_SubModels):
     """HeteroFL (Diao et al., ICLR 2021): fixed, nested width classes, slice-wise averaging.
 
-    Client k always trains the width sub-model `width_masks(model, capacities[k])`; the server
-    averages each weight over the clients whose slice holds it (`slice_average`).
+    Client k always trains the width sub-model `width_masks(weights, capacities[k])`; the
+    server averages each weight over the clients whose slice holds it (`slice_average`).
 
     Args:
-        model: The run's model: a built Sequential, a `model_fn`, or a `WidthLayout`.
         capacities: One width in (0, 1] per client id (the fleet description).
+        model: Optional: the run's model (a built Sequential, a `model_fn` or a
+            `WidthLayout`), to refuse by name a layer the sub-models cannot slice; without
+            it the layout is read from the weights' shapes.
 
     Raises:
         TypeError, ValueError: If a capacity is not a number in (0, 1] (the message names
@@ -386,11 +437,11 @@ class HeteroFL(_SubModels):
     Example:
         >>> model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(4),
         ...                              tf.keras.layers.Dense(1)])
-        >>> int(HeteroFL(model, [0.25, 1.0]).masks_for(1, 0, seed=0)[0].sum())
+        >>> int(HeteroFL([0.25, 1.0]).masks_for(model.get_weights(), 1, 0, seed=0)[0].sum())
         2
     """
 
-    def __init__(self, model, capacities):
+    def __init__(self, capacities, model=None):
         self.capacities = _check_capacities(capacities)
         super().__init__(model)
 
@@ -402,9 +453,9 @@ class HeteroFL(_SubModels):
                              f"width per client), got {client_id}")
         return self.capacities[client_id]
 
-    def client_kept(self, round_num, client_id, seed):
+    def client_kept(self, layout, round_num, client_id, seed):
         """The first ceil(capacity * units) units of every hidden layer."""
-        return _nested_kept(self.layout, self.width_of(client_id))
+        return _nested_kept(layout, self.width_of(client_id))
 
 
 class FjORD(HeteroFL):
@@ -416,23 +467,21 @@ class FjORD(HeteroFL):
     version.) The server averages slice-wise, as `HeteroFL`.
 
     Args:
-        model: The run's model: a built Sequential, a `model_fn`, or a `WidthLayout`.
         capacities: One width in (0, 1] per client id (its largest width).
         widths: The nested widths to draw from, each in (0, 1].
+        model: Optional, as for `HeteroFL`.
 
     Raises:
         TypeError, ValueError: As `HeteroFL`, or if a capacity is below the smallest width.
 
     Example:
-        >>> model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(4),
-        ...                              tf.keras.layers.Dense(1)])
-        >>> s = FjORD(model, [0.5, 1.0], widths=(0.25, 0.5, 1.0))
+        >>> s = FjORD([0.5, 1.0], widths=(0.25, 0.5, 1.0))
         >>> sorted({s.round_width(r, 0, seed=0) for r in range(1, 30)})
         [0.25, 0.5]
     """
 
-    def __init__(self, model, capacities, widths=(0.25, 0.5, 0.75, 1.0)):
-        super().__init__(model, capacities)
+    def __init__(self, capacities, widths=(0.25, 0.5, 0.75, 1.0), model=None):
+        super().__init__(capacities, model)
         if isinstance(widths, (str, bytes)) or not hasattr(widths, "__len__") or not widths:
             raise ValueError(f"widths must be a non-empty sequence of numbers in (0, 1], "
                              f"got {widths!r:.60}")
@@ -449,9 +498,9 @@ class FjORD(HeteroFL):
         rng = np.random.default_rng([int(seed), int(round_num), int(client_id), _FJORD_SALT])
         return allowed[int(rng.integers(len(allowed)))]
 
-    def client_kept(self, round_num, client_id, seed):
+    def client_kept(self, layout, round_num, client_id, seed):
         """The first units up to this round's drawn width."""
-        return _nested_kept(self.layout, self.round_width(round_num, client_id, seed))
+        return _nested_kept(layout, self.round_width(round_num, client_id, seed))
 
 
 class FederatedDropout(_SubModels):
@@ -462,29 +511,28 @@ class FederatedDropout(_SubModels):
     slice-wise. The global model keeps every unit and is evaluated whole.
 
     Args:
-        model: The run's model: a built Sequential, a `model_fn`, or a `WidthLayout`.
         keep_fraction: Fraction of each hidden layer's units in a sub-model, in (0, 1].
+        model: Optional, as for `HeteroFL`.
 
     Raises:
         TypeError, ValueError: If `keep_fraction` is not a number in (0, 1], or as
             `width_layout`.
 
     Example:
-        >>> model = tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(8),
-        ...                              tf.keras.layers.Dense(1)])
-        >>> [int(k.sum()) for k in FederatedDropout(model, 0.5).client_kept(1, 3, seed=0)]
+        >>> layout = width_layout([np.zeros((2, 8)), np.zeros(8), np.zeros((8, 1)), np.zeros(1)])
+        >>> [int(k.sum()) for k in FederatedDropout(0.5).client_kept(layout, 1, 3, seed=0)]
         [4]
     """
 
-    def __init__(self, model, keep_fraction=0.75):
+    def __init__(self, keep_fraction=0.75, model=None):
         self.keep_fraction = _check_width("keep_fraction", keep_fraction)
         super().__init__(model)
 
-    def client_kept(self, round_num, client_id, seed):
+    def client_kept(self, layout, round_num, client_id, seed):
         """A random subset of each hidden layer's units, from (seed, round, client)."""
         rng = np.random.default_rng([int(seed), int(round_num), int(client_id), _DROPOUT_SALT])
         kept = []
-        for n in self.layout.hidden_units:
+        for n in layout.hidden_units:
             k = np.zeros(n, bool)
             k[rng.choice(n, size=_width_units(n, self.keep_fraction), replace=False)] = True
             kept.append(k)
