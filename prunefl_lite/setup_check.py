@@ -5,11 +5,12 @@ Run it from the repository with the course's virtual environment active::
     python prunefl_lite/setup_check.py
 
 (run as a file, not with ``-m``, so that a broken TensorFlow or tensorflow-model-optimization is
-reported by name instead of failing inside the package's own import). It imports every package
-of the stack (naming the one that is broken), starts a Jupyter kernel and runs a 3-round
-federated pruning run on the digits data. It reads no notebook, so chapters a
-learner has run and saved do not matter. Exit status 0 means ready; 1 means a check failed, and
-the line marked FAILED names the broken part and what to do.
+reported by name instead of failing inside the package's own import). It checks the Python
+version (3.11, 3.12 or 3.13), imports every package of the stack (naming the one that is
+broken), starts a Jupyter kernel and runs a 3-round federated pruning run on the digits data.
+It reads no notebook, so chapters a learner has run and saved do not matter. Exit status 0
+means ready; 1 means a check failed, and the line marked FAILED names the broken part and what
+to do.
 """
 
 import importlib
