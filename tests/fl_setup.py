@@ -51,6 +51,7 @@ def every_strategy():
         "TopKUpdates": pruning.TopKUpdates(0.9),
         "RandomKUpdates": pruning.RandomKUpdates(0.9, unbiased=True),
         "STC": pruning.STC(0.9),
+        "FedDST": pruning.FedDST(0.8, readjust_every=1, end_fraction=1.0),
     }
 
 

@@ -11,14 +11,18 @@
 * `dynamic`: sparse from round 1 with federated prune-and-regrow (`DynamicPruning`) and
   server optimisers (`ServerOptimizer`: FedAvgM, FedAdam);
 * `compression`: compressed updates of a dense model (`TopKUpdates`, `RandomKUpdates`, `STC`),
-  with or without error feedback.
+  with or without error feedback;
+* `feddst`: FedDST as published (`FedDST`: clients readjust their masks, votes merge them);
+* `consensus`: mask agreement of the clients (`mask_consensus`, `RecordConsensus`).
 
 No module here imports the round loop (`prunefl_lite.fedavg`); the strategies build on the
 protocol in `prunefl_lite.strategy`.
 """
 
 from prunefl_lite.pruning.compression import STC, RandomKUpdates, TopKUpdates
+from prunefl_lite.pruning.consensus import RecordConsensus, jaccard, kept_set, mask_consensus
 from prunefl_lite.pruning.dynamic import DynamicPruning, ServerOptimizer, erk_densities
+from prunefl_lite.pruning.feddst import FedDST
 from prunefl_lite.pruning.federated import ClientPruning, GlobalPruning
 from prunefl_lite.pruning.masks import apply_masks, kernel_sparsity, magnitude_masks, sparsity
 from prunefl_lite.pruning.report import ReportRow, SparsityReport, format_report, sparsity_report
@@ -46,7 +50,8 @@ from prunefl_lite.strategy import NoPruning
 
 __all__ = [
     "ClientPruning", "DynamicPruning", "GlobalPruning", "NoPruning", "ReportRow",
-    "RandomKUpdates", "STC", "TopKUpdates",
+    "RandomKUpdates", "STC", "TopKUpdates", "FedDST", "RecordConsensus", "jaccard", "kept_set",
+    "mask_consensus",
     "ServerOptimizer", "SparsityReport", "VariableInfo",
     "apply_masks", "erk_densities", "format_report", "kept_units", "kernel_sparsity", "magnitude_masks",
     "polynomial_sparsity", "prune_units", "prune_with_tfmot", "pruning_variables",
