@@ -436,15 +436,17 @@ def encode_upload(strategy, client, weights, report, shared=None):
 
     Arrays that keep the zeros of the broadcast mask are sent as values at the mask's
     positions; an array that does not (a client that changed its own mask) carries its
-    positions. With `strategy.upload_value_bits` below 32 the payload carries the update
-    (weights minus global weights), quantised with an unbiased stochastic rounding seeded by
-    (seed, round, client); the server then decodes exactly those values.
+    positions. With `strategy.upload_update` (a sparse update: top-k) or
+    `strategy.upload_value_bits` below 32 the payload carries the update (weights minus global
+    weights), below 32 bits quantised with an unbiased stochastic rounding seeded by (seed,
+    round, client); the server then uses exactly the decoded values (global + update).
     """
     shared = shared or (lambda arrays: arrays)
     bits = getattr(strategy, "upload_value_bits", 32)
+    as_update = _sends_update(strategy)
     masks = shared(client.masks) if client.masks is not None else None
     sent = shared(weights)
-    if bits < 32:
+    if as_update:
         sent = [np.asarray(w) - np.asarray(g) for w, g in zip(sent, shared(client.global_weights))]
     known = None if masks is None else [
         m if m is not None and not np.any(np.asarray(w)[~m]) else None
@@ -452,7 +454,7 @@ def encode_upload(strategy, client, weights, report, shared=None):
     rng = (np.random.default_rng([client.seed, client.round_num, client.client_id,
                                   _QUANTISE_SALT]) if bits < 32 else None)
     payload = compress.encode(sent, known_masks=known, value_bits=bits, rng=rng)
-    if bits < 32:
+    if as_update:
         weights = _with_shared(weights, decode_upload(payload, strategy, client.masks,
                                                       client.global_weights, shared), shared)
     names, report_bytes = report_payload(report)
@@ -468,10 +470,16 @@ def decode_upload(payload, strategy, masks, global_weights, shared=None):
     known = [m if i["masked"] else None for m, i in zip(masks, info)]
     arrays = compress.decode(payload, known_masks=known if any(i["masked"] for i in info)
                              else None)
-    if getattr(strategy, "upload_value_bits", 32) < 32:
+    if _sends_update(strategy):
         arrays = [(np.asarray(g, np.float64) + a).astype(np.asarray(g).dtype)
                   for a, g in zip(arrays, shared(global_weights))]
     return arrays
+
+
+def _sends_update(strategy):
+    """Whether a strategy's uploads carry the update instead of the weights."""
+    return getattr(strategy, "upload_value_bits", 32) < 32 or getattr(
+        strategy, "upload_update", False)
 
 
 def _with_shared(weights, decoded, shared):

@@ -47,6 +47,7 @@ class NoPruning:
 
     masked = False  # True: clients train under masks (`round_masks`, or `client_masks`)
     upload_value_bits = 32  # value width of the uploads (16, 8: quantised updates)
+    upload_update = False  # True: uploads carry the update (weights - global), e.g. top-k
 
     # --- model hooks (both halves; constructor parameters only) ---------------------------
     def model_key(self):
@@ -193,6 +194,11 @@ class StrategyWrapper(NoPruning):
     def upload_value_bits(self):
         """The inner strategy's upload value width."""
         return self.inner.upload_value_bits
+
+    @property
+    def upload_update(self):
+        """Whether the inner strategy's uploads carry the update."""
+        return self.inner.upload_update
 
     def client_masks(self, client):
         """The inner strategy's client masks."""
