@@ -19,11 +19,6 @@ from prunefl_lite.pruning.compression import (
     top_k,
 )
 
-# the round sends a 32-bit upload as an update only once the protocol has `upload_update`
-# (asked of the lead); until then a 32-bit top-k upload is dense and these rows must fail
-NO_32_BIT_UPDATES = pytest.mark.xfail(
-    not hasattr(pfl.strategy.NoPruning, "upload_update"), strict=True,
-    reason="round.encode_upload sends 32-bit uploads as weights (dense), not as updates")
 CONFIG3 = dataclasses.replace(CONFIG, num_rounds=3, clients_per_round=3)
 
 
@@ -151,7 +146,7 @@ def uploads_of(strategy):
     return weights, uploads[0]
 
 
-@pytest.mark.parametrize("bits", [pytest.param(32, marks=NO_32_BIT_UPDATES), 16])
+@pytest.mark.parametrize("bits", [32, 16])
 def test_a_top_k_upload_travels_as_a_sparse_update(bits):
     weights, dense = uploads_of(pfl.strategy.NoPruning())
     _, upload = uploads_of(TopKUpdates(0.9, value_bits=bits))
@@ -162,8 +157,8 @@ def test_a_top_k_upload_travels_as_a_sparse_update(bits):
 
 
 @pytest.mark.parametrize("strategy", [
-    pytest.param(TopKUpdates(0.9), marks=NO_32_BIT_UPDATES, id="topk-ef"),
-    pytest.param(RandomKUpdates(0.9, unbiased=True), marks=NO_32_BIT_UPDATES, id="randk-ef"),
+    pytest.param(TopKUpdates(0.9), id="topk-ef"),
+    pytest.param(RandomKUpdates(0.9, unbiased=True), id="randk-ef"),
     pytest.param(STC(0.9), id="stc"),
     pytest.param(TopKUpdates(0.9, error_feedback=False, value_bits=16), id="topk-16")])
 def test_a_compressed_round_moves_few_entries_and_sends_fewer_bytes(strategy):

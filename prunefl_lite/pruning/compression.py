@@ -47,7 +47,8 @@ def kept_count(size, sparsity):
 def top_k(update, sparsity):
     """The update with only its `kept_count` entries of largest magnitude (others +0.0).
 
-    Ties are broken by position (the earlier entry wins), so the result is deterministic.
+    At a tie on the k-th magnitude which of the tied entries is kept is left to
+    `np.argpartition` (deterministic for a given input); it selects in linear time.
 
     Args:
         update: An array (any shape, float).
@@ -62,7 +63,7 @@ def top_k(update, sparsity):
     """
     flat = np.asarray(update).ravel()
     k = kept_count(flat.size, sparsity)
-    keep = np.argsort(-np.abs(flat), kind="stable")[:k]
+    keep = np.argpartition(-np.abs(flat), k - 1)[:k] if k < flat.size else slice(None)
     out = np.zeros_like(flat)
     out[keep] = flat[keep]
     return out.reshape(np.shape(update))
