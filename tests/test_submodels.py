@@ -236,6 +236,43 @@ def test_heterofl_uploads_stay_in_their_slice_and_the_server_averages_slice_wise
     assert np.array_equal(history.final_weights[0][beyond], global_weights[0][beyond])
 
 
+def recording(base):
+    """`base` with a server that keeps what it saw (global weights and uploads per round)."""
+
+    class Recorded(base):
+        def receive(self, round_num, uploads):
+            super().receive(round_num, uploads)
+            self.seen = [np.copy(g) for g in self._global], uploads
+
+    return Recorded
+
+
+def fjord_masks(strategy, round_num, k):
+    return width_masks(mlp, strategy.round_width(round_num, k, CONFIG3.seed))
+
+
+def dropout_masks(strategy, round_num, k):
+    layout = width_layout(mlp())
+    return unit_masks(layout, strategy.client_kept(layout, round_num, k, CONFIG3.seed))
+
+
+@pytest.mark.parametrize("base, args, expected_masks", [
+    (FjORD, (FLEET,), fjord_masks),
+    (FederatedDropout, (0.5,), dropout_masks),
+])
+def test_fjord_and_federated_dropout_average_over_their_round_slices(base, args,
+                                                                    expected_masks):
+    strategy = recording(base)(*args)
+    history = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=strategy)
+    global_weights, uploads = strategy.seen  # the last round's
+    masks = [expected_masks(strategy, CONFIG3.num_rounds, u.client_id) for u in uploads]
+    for u, m in zip(uploads, masks):
+        assert all(not np.any(w[~mk]) for w, mk in zip(u.weights, m))  # zero outside
+    hand = slice_average([u.weights for u in uploads], [u.num_examples for u in uploads],
+                         masks, global_weights)
+    assert all(np.array_equal(a, b) for a, b in zip(hand, history.final_weights))
+
+
 def test_heterofl_with_every_client_at_full_width_is_fedavg():
     fedavg = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3)
     full = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=HeteroFL([1.0] * 8))
