@@ -106,7 +106,10 @@ def width_layout(model):
     """
     if not isinstance(model, tf.keras.Model):
         return _layout_from_shapes(tuple(tuple(int(d) for d in np.shape(w)) for w in model))
-    layers = _check_structured(model)
+    try:
+        layers = _check_structured(model)
+    except ValueError as error:
+        raise ValueError(f"width sub-models cannot slice this model: {error}") from None
     index = {id(v): i for i, v in enumerate(model.trainable_variables)}
     entries, positions = [], 1
     for layer in layers:
