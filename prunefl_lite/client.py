@@ -260,6 +260,9 @@ class ClientTrainer:
     def _start_client(self, global_weights, pruning_step, seed, local_start):
         for v, g in zip(self.variables, global_weights):
             v.assign(g)
+        if self.masked:  # a client's sub-model starts masked (its first step sees only it)
+            for v, m in zip(self.variables[: self.num_trainable], self._masks):
+                v.assign(tf.where(m, v, tf.zeros_like(v)))
         for i, value in zip(self.batch_norm_index, local_start):
             self.variables[i].assign(value)
         for step in self._step_vars:

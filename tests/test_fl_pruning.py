@@ -22,9 +22,9 @@ def record_uploads(monkeypatch):
     """Capture each (arrays, known_masks) the engine encodes; a round starts with its download."""
     calls, encode = [], compress.encode
 
-    def recording_encode(arrays, known_masks=None):
+    def recording_encode(arrays, known_masks=None, **kwargs):
         calls.append(([np.array(a) for a in arrays], known_masks))
-        return encode(arrays, known_masks=known_masks)
+        return encode(arrays, known_masks=known_masks, **kwargs)
 
     monkeypatch.setattr(fedavg.compress, "encode", recording_encode)
     return calls
