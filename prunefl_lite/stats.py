@@ -47,8 +47,13 @@ class Spread:
     n: int
 
     def text(self, unit="", fmt=".1f"):
-        """'mean unit (range low-high)', e.g. '91.2 % (range 90.8-91.7)'."""
-        return Phrase(f"{self.mean:{fmt}}{unit} (range {self.low:{fmt}}-{self.high:{fmt}})")
+        """'mean unit (range low-high)', e.g. '91.2 % (range 90.8-91.7)'.
+
+        With a negative bound the range reads 'low to high' ('-8.0 to -0.1'): a hyphen
+        before a minus sign would read as a double dash (and typeset as one).
+        """
+        sep = " to " if min(self.low, self.high) < 0 else "-"
+        return Phrase(f"{self.mean:{fmt}}{unit} (range {self.low:{fmt}}{sep}{self.high:{fmt}})")
 
 
 def spread(values, unit="", fmt=".1f", scale=1.0):
@@ -69,6 +74,8 @@ def spread(values, unit="", fmt=".1f", scale=1.0):
     Example:
         >>> spread([0.91, 0.93, 0.92], unit=" %", scale=100)
         92.0 % (range 91.0-93.0)
+        >>> spread([-8.0, -0.1, -4.0], unit=" points")
+        -4.0 points (range -8.0 to -0.1)
     """
     v = _values("values", values) * scale
     return Spread(float(v.mean()), float(v.min()), float(v.max()), int(v.size)).text(unit, fmt)
