@@ -209,6 +209,7 @@ def build_trainer(model_fn, strategy, config):
     Raises:
         ValueError: If `model_fn` does not return a `tf.keras.Model`, or as `check_model`.
     """
+    strategy.configure(config)
     _seed_keras_initialisers(config.seed)
     model = model_fn()
     if not isinstance(model, tf.keras.Model):

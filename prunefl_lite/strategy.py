@@ -15,8 +15,8 @@ halves that share nothing but the messages of the round:
   (the global weights, the masks, `client_instructions`); what the server needs from a client
   travels in the upload (the uploaded weights and the optional `client_report`), and both are
   counted in the round's bytes.
-* **model hooks** (`masked`, `model_key`, `wrap_model`) depend on the constructor's parameters
-  only and are used on both sides.
+* **model hooks** (`configure`, `masked`, `model_key`, `wrap_model`) depend on the
+  constructor's parameters and the run's config only, and are used on both sides.
 
 `prunefl_lite.round` calls the hooks in this order each round: on the server
 `round_masks` and `client_instructions`; on each client `pruning_steps`, local training,
@@ -28,8 +28,9 @@ import numpy as np
 
 from prunefl_lite.server import weighted_average
 
-__all__ = ["CLIENT_HOOKS", "SERVER_HOOKS", "NoPruning", "StrategyWrapper"]
+__all__ = ["CLIENT_HOOKS", "MODEL_HOOKS", "SERVER_HOOKS", "NoPruning", "StrategyWrapper"]
 
+MODEL_HOOKS = ("configure", "model_key", "wrap_model")
 SERVER_HOOKS = ("start", "round_masks", "client_instructions", "receive", "aggregate",
                 "finish_round")
 CLIENT_HOOKS = ("client_masks", "pruning_steps", "client_step", "client_upload", "client_report")
@@ -49,7 +50,15 @@ class NoPruning:
     upload_value_bits = 32  # value width of the uploads (16, 8: quantised updates)
     upload_update = False  # True: uploads carry the update (weights - global), e.g. top-k
 
-    # --- model hooks (both halves; constructor parameters only) ---------------------------
+    # --- model hooks (both halves; constructor parameters and the run's config only) -------
+    def configure(self, config):
+        """Derive settings from the run's `FedConfig` (e.g. a schedule's last round).
+
+        Both halves call it before building the model (`round.build_trainer`): it may set
+        attributes that `model_key`, `wrap_model` and the client hooks read, from the
+        constructor's parameters and `config` only.
+        """
+
     def model_key(self):
         """What about the model this strategy changes (part of the compiled-trainer cache key)."""
         return None
@@ -157,6 +166,10 @@ class StrategyWrapper(NoPruning):
     def masked(self):
         """Whether clients train under masks: the inner strategy's answer."""
         return self.inner.masked
+
+    def configure(self, config):
+        """The inner strategy's configuration."""
+        self.inner.configure(config)
 
     def model_key(self):
         """The inner strategy's key."""

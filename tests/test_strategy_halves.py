@@ -15,10 +15,27 @@ from fl_setup import CLIENTS, CONFIG, TEST, every_strategy, mlp, without_seconds
 
 import prunefl_lite as pfl
 from prunefl_lite import round as fl_round
-from prunefl_lite.strategy import CLIENT_HOOKS, SERVER_HOOKS, NoPruning, StrategyWrapper
+from prunefl_lite.strategy import (
+    CLIENT_HOOKS,
+    MODEL_HOOKS,
+    SERVER_HOOKS,
+    NoPruning,
+    StrategyWrapper,
+)
 
 CONFIG3 = dataclasses.replace(CONFIG, num_rounds=3, clients_per_round=3)
 NAMES = list(every_strategy())
+
+
+def test_a_schedule_that_depends_on_the_config_runs_on_a_pre_start_copy(monkeypatch):
+    """ClientPruning's tfmot schedule ends at a fraction of config.num_rounds: both halves
+    derive it from the config (`configure`), not from the server's `start`."""
+    shared = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=pfl.pruning.ClientPruning(0.5))
+    strategy = pfl.pruning.ClientPruning(0.5)
+    on_client_copies(monkeypatch, strategy)
+    copied = pfl.run_fedavg(mlp, CLIENTS, TEST, CONFIG3, pruning=strategy)
+    assert without_seconds(copied) == without_seconds(shared)
+    assert shared.metric("sparsity")[-1] > 0.4
 
 
 def on_client_copies(monkeypatch, strategy):
@@ -63,7 +80,7 @@ def test_wrappers_derive_from_one_base_and_delegate_every_hook(name):
     assert isinstance(strategy, NoPruning)
     if isinstance(strategy, StrategyWrapper):
         assert isinstance(strategy.inner, NoPruning)
-    for hook in SERVER_HOOKS + CLIENT_HOOKS:
+    for hook in MODEL_HOOKS + SERVER_HOOKS + CLIENT_HOOKS:
         assert callable(getattr(strategy, hook))
 
 

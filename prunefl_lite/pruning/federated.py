@@ -27,10 +27,14 @@ class _ScheduledPruning(NoPruning):
         self.end_fraction, self.power, self.scope = end_fraction, power, scope
         self.end = end_round
 
-    def start(self, weights, config):
-        """Fix the schedule's last round for this run; reset the per-run log."""
+    def configure(self, config):
+        """Fix the schedule's last round for this run (both halves: tfmot's schedule needs it)."""
         default_end = max(self.begin_round, round(self.end_fraction * config.num_rounds))
         self.end = self.end_round or default_end
+
+    def start(self, weights, config):
+        """Fix the schedule's last round for this run; reset the per-run log."""
+        self.configure(config)
         self.aggregate_sparsity = []  # kernel sparsity of each round's aggregate, before re-pruning
         return weights
 
