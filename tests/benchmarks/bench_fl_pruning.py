@@ -16,8 +16,17 @@ gaps and bytes ratio (the accuracy-against-bytes frontier). `--plot` also writes
 /tmp/bench_fl_pruning.png; `--schedules` adds the GlobalPruning(0.9) schedule candidates
 (cubic / linear ramp ending at 50, 75 or 90 % of the rounds) chosen on validation accuracy.
 
-Run: python tests/benchmarks/bench_fl_pruning.py [--plot] [--schedules]
-(48 runs of 40 rounds, about 5 minutes on a loaded machine; 18 more with --schedules)
+The goal line (issue 22): at 90 % sparsity within 0.5 points of dense test accuracy, mean over
+GOAL_SEEDS (5) seeds, with the paired 95 % interval's upper end <= 1.0 point, at >= 8x fewer
+total bytes. The dense baseline (FedAdam's server rate) and the sparse strategy are each chosen
+on VALIDATION accuracy over those seeds; the test gap (dense minus sparse) of the chosen pair is
+then printed as exactly one line,
+`goal: STRATEGY test gap MEAN pts (95% CI [LO, HI]) over N seeds at RATIOx total bytes`,
+followed by whether the goal is met. `--goal` runs only that part (20 runs).
+
+Run: python tests/benchmarks/bench_fl_pruning.py [--plot] [--schedules] [--goal]
+(48 runs of 40 rounds, about 5 minutes on a loaded machine; 18 more with --schedules; the goal
+line's 20 runs after them)
 """
 
 import sys
@@ -213,8 +222,37 @@ def plot(rows, path="/tmp/bench_fl_pruning.png"):
     print(f"\nfrontier plot written to {path}")
 
 
+GOAL_SEEDS = (0, 1, 2, 3, 4)
+GOAL_GAP, GOAL_UPPER = 0.5, 1.0
+GOAL_DENSE = ("dense FedAdam(0.03)", "dense FedAdam(0.05)")  # baselines chosen on validation
+GOAL_SPARSE = ("Dynamic(0.9) regrow + FedAdam(0.03)", "Dynamic(0.9) regrow to 90% + FedAdam")
+
+
+def goal_line():
+    """The one goal line: validation-chosen dense and sparse runs, their paired test gap."""
+    from prunefl_lite.stats import paired_interval
+
+    rows = {name: [run(s, STRATEGIES[name][0]) for s in GOAL_SEEDS]
+            for name in GOAL_DENSE + GOAL_SPARSE}
+    dense = max(GOAL_DENSE, key=lambda n: mean(rows[n], "val"))
+    sparse = min(GOAL_SPARSE, key=lambda n: mean(rows[dense], "val") - mean(rows[n], "val"))
+    gap, low, high = paired_interval([r["test"] for r in rows[dense]],
+                                      [r["test"] for r in rows[sparse]])
+    ratio = total_mb(rows[dense]) / total_mb(rows[sparse])
+    print(f"goal: {sparse} test gap {gap:.2f} pts (95% CI [{low:.2f}, {high:.2f}]) over "
+          f"{len(GOAL_SEEDS)} seeds at {ratio:.2f}x total bytes")
+    met = gap <= GOAL_GAP and high <= GOAL_UPPER and ratio >= GOAL_RATIO
+    print(f"(against {dense}, chosen on validation; sparsity "
+          f"{mean(rows[sparse], 'sparsity'):.1f} %; goal: gap <= {GOAL_GAP}, upper end <= "
+          f"{GOAL_UPPER}, ratio >= {GOAL_RATIO:.0f}: {'met' if met else 'NOT met'})")
+    return met
+
+
 def main(argv):
     """Run every strategy on every seed; print the tables (and the optional extras)."""
+    if "--goal" in argv:
+        goal_line()
+        return
     rows = {name: [run(s, make) for s in SEEDS] for name, (make, *_) in STRATEGIES.items()}
     table(rows, f"Strategies (seeds {SEEDS}; accuracy: mean of the last {TAIL} rounds, "
                 "mean [min, max] over seeds; MB: totals over 40 rounds, mean over seeds)")
@@ -231,6 +269,8 @@ def main(argv):
         best = max(candidates, key=lambda n: mean(candidates[n], "val"))
         print(f"\nbest seed-mean validation accuracy: {best}; the current default is "
               f"linear, ramp ends at 75%")
+    print()
+    goal_line()
 
 
 if __name__ == "__main__":
