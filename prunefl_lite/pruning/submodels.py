@@ -20,9 +20,10 @@ so nothing about widths travels in the broadcast; the random draws come from (se
 client), which both halves know too. `submodel` slices a model physically (a smaller
 Sequential, through the structured-pruning code), for measuring what a device runs.
 
-The runtime starts a client's local training from the global weights and zeroes the weights
-outside its masks after every SGD step: the first step's forward pass still sees the whole
-model. Diao et al. also rescale a sub-model's activations by 1 / width during training (their
+The runtime starts a client's local training from the global weights under the client's masks
+and keeps the weights outside them at zero after every SGD step, so every step, the first
+included, trains only the client's sub-model. A client's download is still counted as the
+whole global model (the broadcast is one payload for all clients). Diao et al. also rescale a sub-model's activations by 1 / width during training (their
 "scaler"); these simple versions do not.
 """
 
