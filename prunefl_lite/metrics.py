@@ -9,6 +9,8 @@ point, so that a notebook cannot silently compute an AUC on one class or on swap
 import numpy as np
 from sklearn import metrics as _sk
 
+from prunefl_lite.validate import check_number
+
 
 def _check_labels(y_true, name="y_true"):
     """Return `y_true` as an int array after checking it is 1-d, binary, with both classes."""
@@ -103,10 +105,7 @@ def sensitivity_at_specificity(y_true, scores, specificity=0.95):
         >>> sensitivity_at_specificity(y, s, specificity=1.0)  # no false alarm allowed
         0.0
     """
-    if isinstance(specificity, bool) or not isinstance(specificity, (int, float)) or not (
-        0 < specificity <= 1
-    ):
-        raise ValueError(f"specificity must be a number in (0, 1], got {specificity!r}")
+    specificity = check_number("specificity", specificity, 0, 1, low_open=True)
     y = _check_labels(y_true)
     fpr, tpr, _ = _sk.roc_curve(y, _check_scores(y, scores), drop_intermediate=False)
     return float(tpr[fpr <= 1 - specificity + 1e-12].max())

@@ -18,7 +18,7 @@ import itertools
 import numpy as np
 
 from prunefl_lite.strategy import NoPruning, StrategyWrapper
-from prunefl_lite.validate import check_number
+from prunefl_lite.validate import check_int, check_number
 
 __all__ = [
     "DPFedAvg", "agree_pair_seeds", "clip_update", "decode_fixed_point", "encode_fixed_point",
@@ -99,8 +99,7 @@ def top_k_mask(arrays, fraction):
         >>> [m.tolist() for m in top_k_mask([np.array([3.0, -1.0]), np.array([0.5, -4.0])], 0.5)]
         [[True, False], [False, True]]
     """
-    if not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
-        raise ValueError(f"fraction must be in [0, 1), got {fraction!r}")
+    fraction = check_number("fraction", fraction, 0, 1, high_open=True)
     flat = np.concatenate([np.abs(np.asarray(a, np.float64)).ravel() for a in arrays])
     keep = flat.size - int(round(fraction * flat.size))
     chosen = np.zeros(flat.size, bool)
@@ -329,8 +328,7 @@ def epsilon(noise_multiplier, num_clients, clients_per_round, num_rounds, delta=
 
 
 def _check_bits(bits):
-    if not (isinstance(bits, int) and 8 <= bits <= 62):
-        raise ValueError(f"bits must be an integer in [8, 62], got {bits!r}")
+    return check_int("bits", bits, 8, 62)
 
 
 def encode_fixed_point(values, scale_bits=16, bits=32):
@@ -343,7 +341,7 @@ def encode_fixed_point(values, scale_bits=16, bits=32):
         >>> encode_fixed_point(np.array([1.0, -1.0]), scale_bits=4, bits=8).tolist()
         [16, 240]
     """
-    _check_bits(bits)
+    bits = _check_bits(bits)
     scaled = np.round(np.asarray(values, np.float64) * 2.0**scale_bits)
     if np.any(np.abs(scaled) >= 2.0 ** (bits - 1)):
         raise ValueError(f"values must satisfy |x| < 2^{bits - 1 - scale_bits} to fit in "
@@ -358,7 +356,7 @@ def decode_fixed_point(encoded, scale_bits=16, bits=32):
         >>> decode_fixed_point(np.array([16, 240], np.uint64), scale_bits=4, bits=8).tolist()
         [1.0, -1.0]
     """
-    _check_bits(bits)
+    bits = _check_bits(bits)
     v = np.asarray(encoded, np.uint64).astype(np.int64)
     v = np.where(v >= 2 ** (bits - 1), v - 2**bits, v)
     return v / 2.0**scale_bits
@@ -402,7 +400,7 @@ def masked_upload(encoded, client_id, pair_seeds, bits=32):
         >>> ((a + b) % 256).tolist()
         [12]
     """
-    _check_bits(bits)
+    bits = _check_bits(bits)
     modulus = np.uint64(2**bits)
     out = np.asarray(encoded, np.uint64).ravel() % modulus
     for (i, j), pair_seed in pair_seeds.items():
@@ -432,7 +430,7 @@ def secure_sum(uploads, pair_seeds, bits=32):
         >>> int(secure_sum(ups, seeds, bits=8)[0])
         4
     """
-    _check_bits(bits)
+    bits = _check_bits(bits)
     if not uploads:
         raise ValueError("uploads must hold at least one client's masked upload, got none")
     modulus = np.uint64(2**bits)

@@ -23,7 +23,7 @@ import numpy as np
 
 from prunefl_lite.server import _check_updates, weighted_average
 from prunefl_lite.strategy import StrategyWrapper
-from prunefl_lite.validate import check_int
+from prunefl_lite.validate import check_int, check_number
 
 __all__ = ["RULES", "RobustAggregation", "coordinate_median", "krum", "krum_scores",
            "multi_krum", "trimmed_mean"]
@@ -88,9 +88,7 @@ def trimmed_mean(weight_lists, num_examples, trim_fraction=0.1):
         >>> trimmed_mean(ws, [1] * 5, trim_fraction=0.2)[0].tolist()
         [3.0]
     """
-    if isinstance(trim_fraction, bool) or not isinstance(trim_fraction, (int, float)) or not (
-            0 <= trim_fraction < 0.5):
-        raise ValueError(f"trim_fraction must be a number in [0, 0.5), got {trim_fraction!r}")
+    trim_fraction = check_number("trim_fraction", trim_fraction, 0, 0.5, high_open=True)
     _check_updates(weight_lists, num_examples)
     n = len(weight_lists)
     cut = int(trim_fraction * n)

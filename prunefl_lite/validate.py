@@ -17,6 +17,8 @@ Example:
 import math
 import numbers
 
+import numpy as np
+
 __all__ = ["check_choice", "check_fraction", "check_int", "check_number", "check_pairs"]
 
 
@@ -105,6 +107,8 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
         ok = value < high if high_open else value <= high
     if not ok:
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+        return float(str(value))  # np.float32(0.1) -> 0.1, as typed, not 0.10000000149...
     return float(value)
 
 

@@ -94,10 +94,18 @@ def test_scores_are_validated(function, scores, match):
         function([0, 1], scores)
 
 
-@pytest.mark.parametrize("specificity", [0, -0.1, 1.5, True, "0.9", float("nan")])
-def test_specificity_is_validated(specificity):
-    with pytest.raises(ValueError, match="specificity must be a number in"):
+@pytest.mark.parametrize("specificity, error", [
+    (0, ValueError), (-0.1, ValueError), (1.5, ValueError), (float("nan"), ValueError),
+    (np.float32(1.5), ValueError), (True, TypeError), ("0.9", TypeError)])
+def test_specificity_is_validated(specificity, error):
+    with pytest.raises(error, match=r"specificity must be a number in \(0, 1\]"):
         metrics.sensitivity_at_specificity([0, 1], [0.1, 0.9], specificity)
+
+
+@pytest.mark.parametrize("specificity", [np.float32(0.75), np.float64(0.75), 0.75])
+def test_specificity_accepts_numpy_scalars(specificity):
+    y, s = [0, 0, 0, 0, 1, 1], [0.1, 0.2, 0.3, 0.9, 0.8, 0.4]
+    assert metrics.sensitivity_at_specificity(y, s, specificity) == 1.0
 
 
 @pytest.mark.parametrize(

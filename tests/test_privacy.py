@@ -75,10 +75,18 @@ def test_top_k_mask_keeps_the_largest_entries_jointly():
     assert kept.size == 23 - round(0.75 * 23) and kept.min() >= dropped.max()
 
 
-@pytest.mark.parametrize("fraction", [-0.1, 1.0, "0.5"])
-def test_top_k_mask_validation(fraction):
-    with pytest.raises(ValueError, match="fraction must be in"):
+@pytest.mark.parametrize("fraction, error", [
+    (-0.1, ValueError), (1.0, ValueError), (np.float32(1.0), ValueError), ("0.5", TypeError),
+    (False, TypeError)])
+def test_top_k_mask_validation(fraction, error):
+    with pytest.raises(error, match=r"fraction must be a number in \[0, 1\)"):
         top_k_mask([np.ones(3)], fraction)
+
+
+def test_top_k_mask_accepts_numpy_scalars():
+    arrays = [np.array([3.0, -1.0]), np.array([0.5, -4.0])]
+    assert all(np.array_equal(a, b) for a, b in zip(top_k_mask(arrays, np.float32(0.5)),
+                                                     top_k_mask(arrays, 0.5)))
 
 
 # --- DP-FedAvg ---
@@ -228,10 +236,21 @@ def test_fixed_point_round_trips_within_half_a_step():
     (np.array([1e6]), 32, "values must satisfy"),
     (np.array([1.0]), 4, "bits must be an integer in"),
     (np.array([1.0]), 63, "bits must be an integer in"),
+    (np.array([1.0]), np.int64(63), "bits must be an integer in"),
 ])
 def test_fixed_point_validation(values, bits, message):
     with pytest.raises(ValueError, match=message):
         encode_fixed_point(values, 16, bits)
+
+
+@pytest.mark.parametrize("bits", [32.0, True, "32"])
+def test_fixed_point_bits_must_be_an_integer(bits):
+    with pytest.raises(TypeError, match="bits must be an integer"):
+        encode_fixed_point(np.array([1.0]), 16, bits)
+
+
+def test_fixed_point_accepts_numpy_integers():
+    assert encode_fixed_point(np.array([1.0]), 4, np.int64(8)).tolist() == [16]
 
 
 def test_secure_sum_equals_the_plain_sum_and_hides_each_upload():

@@ -122,6 +122,8 @@ ONE = [np.zeros(2)]
     (lambda: robust.trimmed_mean([ONE, [np.array([np.nan, 0])]], [1, 1]), "non-finite"),
     (lambda: robust.trimmed_mean([ONE], [1], trim_fraction=0.5), "trim_fraction must be"),
     (lambda: robust.trimmed_mean([ONE], [1], trim_fraction=-0.1), "trim_fraction must be"),
+    (lambda: robust.trimmed_mean([ONE], [1], trim_fraction=np.float32(0.5)),
+     "trim_fraction must be"),
     (lambda: robust.krum_scores([ONE], 0), "at least 2 clients"),
     (lambda: robust.krum_scores([ONE, ONE], 2), "num_malicious must be an integer in"),
     (lambda: robust.krum_scores([ONE, ONE], -1), "num_malicious must be an integer in"),
@@ -183,3 +185,15 @@ def test_krum_rule_with_global_pruning_keeps_the_mask():
     history = pfl.run_fedavg(fl_setup.mlp, fl_setup.CLIENTS, fl_setup.TEST, fl_setup.CONFIG,
                              pruning=strategy)
     assert history.metric("sparsity")[-1] == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("trim_fraction, error", [(True, TypeError), ("0.2", TypeError)])
+def test_trim_fraction_must_be_a_number(trim_fraction, error):
+    with pytest.raises(error, match=r"trim_fraction must be a number in \[0, 0.5\)"):
+        robust.trimmed_mean([ONE], [1], trim_fraction=trim_fraction)
+
+
+def test_numpy_trim_fraction_is_accepted():
+    strategy = robust.RobustAggregation("trimmed_mean", trim_fraction=np.float32(0.34))
+    ws = [[np.array([v])] for v in (1.0, 2.0, 3.0)]
+    assert strategy.aggregate(ws, [1] * 3)[0].tolist() == [2.0]
