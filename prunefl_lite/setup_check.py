@@ -76,13 +76,39 @@ def check_python(version_info=None):
     return found
 
 
+def fix_hint(prefix=None, base_prefix=None, folder=None):
+    """What to do about a missing package: activate the environment, or reinstall.
+
+    Outside any virtual environment, with the course's `.venv` next to this file's package,
+    the likely cause is an environment that is not activated (a fresh terminal), not a broken
+    install: re-downloading 0.9 GB would not help.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp()); (folder / ".venv").mkdir()
+        >>> fix_hint("/usr", "/usr", folder).startswith("activate the course's environment")
+        True
+        >>> fix_hint("/x/.venv", "/usr", folder) == FIX
+        True
+    """
+    prefix = sys.prefix if prefix is None else prefix
+    base_prefix = sys.base_prefix if base_prefix is None else base_prefix
+    folder = pathlib.Path(__file__).resolve().parents[1] if folder is None else pathlib.Path(folder)
+    if prefix == base_prefix and (folder / ".venv").is_dir():
+        python = folder / ".venv" / ("Scripts" if os.name == "nt" else "bin")
+        return (f"activate the course's environment first (. .venv/bin/activate), or run "
+                f"{python / 'python'} prunefl_lite/setup_check.py; this Python "
+                f"({sys.executable}) is not in it")
+    return FIX
+
+
 def check_import(distribution, module):
     """Import one module of the stack; return its version."""
     try:
         imported = _quiet_import(module)
     except Exception as error:  # noqa: BLE001 (any failure to import is the finding)
         raise CheckFailed(
-            f"cannot be imported ({type(error).__name__}: {error}); {FIX}"
+            f"cannot be imported ({type(error).__name__}: {error}); {fix_hint()}"
         ) from error
     top = sys.modules.get(module.split(".")[0], imported)
     return str(getattr(top, "__version__", "ok"))
