@@ -79,6 +79,7 @@ class History:
         Raises:
             TypeError: If a round or the config holds a value JSON cannot represent (the
                 message names where); `path` is then left as it was.
+            FileNotFoundError: If the folder of `path` does not exist (naming `path`).
 
         Example:
             >>> import os, tempfile
@@ -94,6 +95,9 @@ class History:
         text = json.dumps(data)
         path = os.fspath(path)
         folder, name = os.path.split(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"path must be in an existing folder, got {path!r} "
+                                    f"(no folder {folder!r})")
         temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
         try:
             # os.open with mode 0o666 lets the umask decide the permissions, as open() does

@@ -144,3 +144,10 @@ def test_a_numpy_config_makes_a_valid_flower_run_config():
     parsed = tomllib.loads(text)
     assert parsed["num-rounds"] == 3 and parsed["seed"] == 4 and parsed["learning-rate"] == 0.5
     assert records.run_config_to_config(parsed) == config
+
+
+def test_history_save_into_a_missing_folder_names_the_path(tmp_path):
+    target = tmp_path / "nope" / "run.json"
+    with pytest.raises(FileNotFoundError, match="run.json"):
+        pfl.History(rounds=[{"accuracy": 0.5}]).save(target)
+    assert not (tmp_path / "nope").exists()
