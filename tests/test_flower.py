@@ -81,6 +81,16 @@ def test_run_refuses_configs_it_cannot_honour(task, tmp_path, change, message):
     assert deployment.processes == {}
 
 
+def test_a_temporary_workdir_is_removed_by_stop_and_a_given_one_kept(task, tmp_path):
+    own = flower.LocalDeployment(task[0])
+    assert own.workdir.is_dir()
+    own.stop()
+    assert not own.workdir.exists()
+    given = flower.LocalDeployment(task[0], workdir=tmp_path)
+    given.stop()
+    assert tmp_path.is_dir()
+
+
 def test_run_requires_a_started_deployment(task, tmp_path):
     clients, test, config, model_fn = task
     with pytest.raises(RuntimeError, match="not started"):

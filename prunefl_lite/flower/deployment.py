@@ -7,6 +7,7 @@ in files), writes Flower's connection config and a small app project pointing at
 
 import atexit
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -73,7 +74,7 @@ class LocalDeployment:
     Args:
         clients: A list of `(x, y)` pairs, one per SuperNode.
         workdir: Directory for logs, FLWR_HOME, partitions and the app; default a new
-            temporary directory.
+            temporary directory, removed by `stop` (a given one is kept, logs included).
         start_timeout: Seconds to wait for the SuperLink to accept connections.
         engine: "deployment" (SuperLink + SuperNode processes) or "simulation".
         poll_interval: Seconds between the SuperExec's task polls (Flower's
@@ -94,6 +95,7 @@ class LocalDeployment:
                  poll_interval=0.1):
         check_choice("engine", engine, ("deployment", "simulation"))
         self.clients = check_pairs("clients", clients)
+        self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pfl-flower-")).resolve()
         self.start_timeout, self.engine, self.poll_interval = start_timeout, engine, poll_interval
         self.processes = {}  # name -> Popen
@@ -309,6 +311,8 @@ class LocalDeployment:
         self.stopped_pids |= processes.stop_tree(others)
         if "watchdog" in self.processes:
             self.stopped_pids |= processes.stop_tree([self.processes["watchdog"].pid])
+        if self._own_workdir:  # a temporary folder of ours: data copies and logs go with it
+            shutil.rmtree(self.workdir, ignore_errors=True)
         atexit.unregister(self.stop)
 
 
