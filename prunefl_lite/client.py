@@ -312,8 +312,9 @@ class ClientTrainer:
 
         Args:
             weights: The federated weights (the order of `get_weights`).
-            x, y: Examples and integer labels: arrays, or tensors (float32, int64) that a
-                caller evaluating every round converts once.
+            x: Examples: an array, or a float32 tensor that a caller evaluating every round
+                converts once.
+            y: Integer labels: an array or an int64 tensor.
 
         Returns:
             A `(loss, accuracy)` pair of floats (mean cross-entropy in nats; accuracy as a
@@ -340,7 +341,7 @@ def _all_layers(model):
 
 
 def _tfmot_wrappers(model):
-    """tfmot's PruneLowMagnitude wrappers in `model` (they own a step counter and pruning_vars)."""
+    """The PruneLowMagnitude wrappers of tfmot in `model` (they own a step counter and pruning_vars)."""
     return [layer for layer in _all_layers(model)
             if hasattr(layer, "pruning_step") and hasattr(layer, "pruning_vars")]
 

@@ -111,7 +111,8 @@ def paired_interval(a, b, confidence=0.95):
     initialisation, so their difference removes what the seed changes in both.
 
     Args:
-        a, b: Per-seed values of the two arms, in the same seed order (>= 2 each).
+        a: Per-seed values of the first arm (>= 2).
+        b: Per-seed values of the second arm, in the same seed order.
         confidence: Two-sided confidence level, in (0, 1).
 
     Returns:

@@ -4,7 +4,8 @@
 * `schedules`: the Zhu & Gupta polynomial schedule and tensorflow-model-optimization
   (`prune_with_tfmot`, `tfmot_masks`, `strip`, `pruning_variables`);
 * `report`: per-array sparsity tables (`sparsity_report`);
-* `structured`: removing whole units and filters (`unit_norms`, `kept_units`, `prune_units`);
+* `structured`: removing whole units and filters (`unit_norms`, `kept_units`, `prune_units`,
+  `slice_units`);
 * `federated`: pruning strategies for `run_fedavg` (`GlobalPruning`, `ClientPruning`);
 * `submodels`: width sub-models for devices that differ (`HeteroFL`, `FjORD`,
   `FederatedDropout`, `width_masks`, `slice_average`, `submodel`);
@@ -34,7 +35,7 @@ from prunefl_lite.pruning.schedules import (
     strip,
     tfmot_masks,
 )
-from prunefl_lite.pruning.structured import kept_units, prune_units, unit_norms
+from prunefl_lite.pruning.structured import kept_units, prune_units, slice_units, unit_norms
 from prunefl_lite.pruning.submodels import (
     FederatedDropout,
     FjORD,
@@ -49,13 +50,12 @@ from prunefl_lite.pruning.submodels import (
 from prunefl_lite.strategy import NoPruning
 
 __all__ = [
-    "ClientPruning", "DynamicPruning", "GlobalPruning", "NoPruning", "ReportRow",
-    "RandomKUpdates", "STC", "TopKUpdates", "FedDST", "RecordConsensus", "jaccard", "kept_set",
-    "mask_consensus",
-    "ServerOptimizer", "SparsityReport", "VariableInfo",
-    "apply_masks", "erk_densities", "format_report", "kept_units", "kernel_sparsity", "magnitude_masks",
-    "polynomial_sparsity", "prune_units", "prune_with_tfmot", "pruning_variables",
-    "sparsity", "sparsity_report", "strip", "tfmot_masks", "unit_norms",
-    "FederatedDropout", "FjORD", "HeteroFL", "WidthLayout", "slice_average", "submodel",
-    "unit_masks", "width_layout", "width_masks",
+    "ClientPruning", "DynamicPruning", "FedDST", "FederatedDropout", "FjORD", "GlobalPruning",
+    "HeteroFL", "NoPruning", "RandomKUpdates", "RecordConsensus", "ReportRow", "STC",
+    "ServerOptimizer", "SparsityReport", "TopKUpdates", "VariableInfo", "WidthLayout",
+    "apply_masks", "erk_densities", "format_report", "jaccard", "kept_set", "kept_units",
+    "kernel_sparsity", "magnitude_masks", "mask_consensus", "polynomial_sparsity", "prune_units",
+    "prune_with_tfmot", "pruning_variables", "slice_average", "slice_units", "sparsity",
+    "sparsity_report", "strip", "submodel", "tfmot_masks", "unit_masks", "unit_norms",
+    "width_layout", "width_masks",
 ]

@@ -5,7 +5,7 @@ import tensorflow as tf  # the package __init__ has already selected Keras 2 (tf
 
 from prunefl_lite.validate import check_choice, check_fraction
 
-__all__ = ["kept_units", "prune_units", "unit_norms"]
+__all__ = ["kept_units", "prune_units", "slice_units", "unit_norms"]
 
 _WEIGHTED = (tf.keras.layers.Dense, tf.keras.layers.Conv2D)
 _PASSTHROUGH = (
@@ -152,7 +152,27 @@ def prune_units(model, fraction, ord=2):
         >>> model.count_params(), prune_units(model, 0.5).count_params()
         (75, 39)
     """
-    keep = kept_units(model, fraction, ord=ord)
+    return slice_units(model, kept_units(model, fraction, ord=ord))
+
+
+def slice_units(model, keep):
+    """A NEW, smaller Sequential with only the given units of each hidden layer.
+
+    Args:
+        model: A built Sequential as for `prune_units`.
+        keep: Layer name -> the int indices of the units (filters) that layer keeps; layers
+            not named keep all their units (the output layer, always).
+
+    Returns:
+        An uncompiled `tf.keras.Sequential` with the layer names of `model`; the next layer's
+        matching input rows (or channels, through a Flatten) are kept with them.
+
+    Example:
+        >>> model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(6),
+        ...                              tf.keras.layers.Dense(3)])
+        >>> slice_units(model, {model.layers[0].name: np.array([0, 2])}).count_params()
+        27
+    """
     layers, weights, carried = [], [], None
     for layer in model.layers:
         if isinstance(layer, tf.keras.layers.InputLayer):

@@ -23,8 +23,9 @@ Sequential, through the structured-pruning code), for measuring what a device ru
 The runtime starts a client's local training from the global weights under the client's masks
 and keeps the weights outside them at zero after every SGD step, so every step, the first
 included, trains only the client's sub-model. A client's download is still counted as the
-whole global model (the broadcast is one payload for all clients). Diao et al. also rescale a sub-model's activations by 1 / width during training (their
-"scaler"); these simple versions do not.
+whole global model (the broadcast is one payload for all clients). Diao et al. also rescale a
+sub-model's activations by 1 / width during training (their "scaler"); these simple versions
+do not.
 """
 
 import dataclasses
@@ -34,12 +35,7 @@ import math
 import numpy as np
 import tensorflow as tf  # the package __init__ has already selected Keras 2 (tf_keras)
 
-from prunefl_lite.pruning.structured import (
-    _WEIGHTED,
-    _check_structured,
-    _flattened,
-    _smaller_copy,
-)
+from prunefl_lite.pruning.structured import _WEIGHTED, _check_structured, slice_units
 from prunefl_lite.server import _check_updates
 from prunefl_lite.strategy import NoPruning
 from prunefl_lite.validate import check_int, check_number
@@ -334,23 +330,7 @@ def submodel(model, width=None, kept=None):
         kept = _nested_kept(layout, _check_width("width", width))
     unit_masks(layout, kept)  # validates kept
     keep = {entry[0]: np.flatnonzero(k) for entry, k in zip(layout.layers, kept)}
-    layers, weights, carried = [], [], None
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.InputLayer):
-            continue
-        if isinstance(layer, tf.keras.layers.Flatten) and carried is not None:
-            carried = _flattened(carried, layer.input_shape)
-        new_layer, new_weights = _smaller_copy(layer, carried, keep.get(layer.name))
-        if isinstance(layer, _WEIGHTED):
-            carried = keep.get(layer.name)
-        layers.append(new_layer)
-        weights.append(new_weights)
-    smaller = tf.keras.Sequential([tf.keras.Input(model.input_shape[1:]), *layers],
-                                  name=model.name)
-    for layer, w in zip(layers, weights, strict=True):
-        if w is not None:
-            layer.set_weights(w)
-    return smaller
+    return slice_units(model, keep)
 
 
 def _check_capacities(capacities):
