@@ -341,7 +341,7 @@ def _all_layers(model):
 
 
 def _tfmot_wrappers(model):
-    """The PruneLowMagnitude wrappers of tfmot in `model` (they own a step counter and pruning_vars)."""
+    """The PruneLowMagnitude wrappers of tfmot in `model` (each owns a step counter)."""
     return [layer for layer in _all_layers(model)
             if hasattr(layer, "pruning_step") and hasattr(layer, "pruning_vars")]
 
