@@ -9,11 +9,20 @@ Loaded by jupyter-book through `sphinx: local_extensions` in `_config.yml`. It d
 2. Notebooks executed by the build talk to their kernel over IPC (Unix sockets) instead of
    TCP on localhost, so ipykernel does not print "Kernel is running over TCP without
    encryption" into the build log for every chapter.
+3. Two editions: every page links to its counterpart in the other language (the English site at
+   `_build/html/`, the Chinese one at `_build/html/zh_CN/`, built by `tools/i18n.py build`), and
+   the page's `<html lang>` is a BCP 47 tag (`zh-CN`, not Sphinx's `zh_CN`).
+4. Executions are cached (`execute_notebooks: cache`, so the Chinese edition renders from the
+   English build's run); the cache is emptied when `prunefl_lite/` or `requirements.txt` change,
+   because jupyter-cache keys an execution on the notebook's text alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pathlib
+import shutil
 import uuid
 from typing import Any
 
@@ -23,6 +32,9 @@ LAUNCH_KEYS = ("binderhub_url", "colab_url")
 # Unix socket paths are limited to 107 bytes; the kernel appends "-ipc-<port>" to a
 # "kernel-<uuid>" name in the runtime dir, so keep TCP when that dir is long.
 MAX_RUNTIME_DIR_FOR_IPC = 60
+TRANSLATION = "zh_CN"  # the one other edition, in `<html>/zh_CN/`
+SWITCH_LABELS = {"en": "中文版", TRANSLATION: "English"}
+CACHE_STAMP = "prunefl_lite.sha256"
 
 
 def apply_repository_setting(theme_options: dict[str, Any]) -> dict[str, Any]:
@@ -152,15 +164,76 @@ def tidy_scripts(scripts: list, thebe: bool) -> list:
     return kept
 
 
+def counterpart(pagename: str, language: str) -> tuple[str, str]:
+    """The relative link from a page to the same page in the other edition, and its language.
+
+    Args:
+        pagename: Sphinx's page name, e.g. `notebooks/05_pruning_in_fl`.
+        language: this page's edition, `"en"` or `"zh_CN"`.
+
+    Returns:
+        (href, BCP 47 tag of the target's language).
+
+    Example:
+        >>> counterpart("notebooks/05_pruning_in_fl", "en")
+        ('../zh_CN/notebooks/05_pruning_in_fl.html', 'zh-CN')
+        >>> counterpart("intro", "zh_CN")
+        ('../intro.html', 'en')
+    """
+    up = "../" * pagename.count("/")
+    if language == TRANSLATION:
+        return f"{up}../{pagename}.html", "en"
+    return f"{up}{TRANSLATION}/{pagename}.html", TRANSLATION.replace("_", "-")
+
+
+def language_switch(pagename: str, language: str) -> str:
+    """The HTML of the link to the page's counterpart, shown at the top of every page."""
+    href, lang = counterpart(pagename, language)
+    label = SWITCH_LABELS[language]
+    return (f'<p class="language-switch"><a href="{href}" hreflang="{lang}" lang="{lang}">'
+            f"{label}</a></p>\n")
+
+
 def _on_page_context(app, pagename, templatename, context, doctree) -> None:
     if "script_files" in context:
         thebe = bool(app.config.html_theme_options.get("launch_buttons", {}).get("thebe"))
         context["script_files"] = tidy_scripts(context["script_files"], thebe)
+    language = app.config.language or "en"
+    context["language"] = language.replace("_", "-")  # the theme writes it into <html lang>
+    if doctree is not None and "body" in context and language in SWITCH_LABELS:
+        context["body"] = language_switch(pagename, language) + context["body"]
+
+
+def tree_digest(paths: list[pathlib.Path]) -> str:
+    """A SHA-256 over the names and bytes of the `.py` files under `paths` (files or dirs)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(file.as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
+def _on_builder_inited(app) -> None:
+    if app.config.nb_execution_mode != "cache":
+        return
+    root = pathlib.Path(app.srcdir)
+    # where myst-nb puts it: the setting, else beside the output folder (_build/.jupyter_cache)
+    cache = pathlib.Path(app.config.nb_execution_cache_path
+                         or pathlib.Path(app.outdir).parent / ".jupyter_cache").resolve()
+    stamp = cache / CACHE_STAMP
+    digest = tree_digest([root / "prunefl_lite", root / "requirements.txt"])
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    shutil.rmtree(cache, ignore_errors=True)  # jupyter-cache recreates it
+    cache.mkdir(parents=True)
+    stamp.write_text(digest)
 
 
 def setup(app):
     """Register the extension with Sphinx."""
     app.connect("config-inited", _on_config_inited)
     app.connect("html-page-context", _on_page_context, priority=900)
+    app.connect("builder-inited", _on_builder_inited, priority=100)
     use_ipc_kernels()
     return {"parallel_read_safe": True, "parallel_write_safe": True}
