@@ -21,7 +21,15 @@ install`), aborts and records every request that leaves the site, and fails on:
 - ``search``: the offline search page finding nothing for a word of the book;
 - ``width``: at 1280 px, a code block whose longest line has at most 88 columns (the course's
   limit) still scrolls sideways, or an image is wider than the text column;
-- ``load``: a page that does not load or cannot be inspected.
+- ``load``: a page that does not load or cannot be inspected;
+- ``language``: a page whose ``<html lang>`` is not its edition's (``en``, or ``zh-CN`` under
+  ``zh_CN/``), a content page without the link to its other-language counterpart, or a
+  Chinese page with an English phrase glued into its text;
+- ``glyphs``: where a CJK font is installed (``fc-list :lang=zh``), Chinese text that Chromium
+  draws with no CJK-capable font (missing-glyph boxes).
+
+A second edition built into ``zh_CN/`` (``tools/i18n.py build``) is checked in the same run,
+its offline search too (for ``剪枝``).
 
 Code lines over 88 columns that scroll sideways are reported as notes (not failures). On failure a
 full-page screenshot of the page is saved (default `_build/site_check/`). Exit status 1 when
@@ -46,7 +54,14 @@ import time
 import urllib.parse
 
 KINDS = ("math", "glue", "traceback", "stderr", "image", "link", "console", "external",
-         "search", "width", "load")
+         "search", "width", "load", "language", "glyphs")
+TRANSLATION_DIR = "zh_CN/"  # the Chinese edition, inside the English site
+TRANSLATION_SEARCH_WORD = "剪枝"
+# A font family that draws Chinese (what Chromium reports for the glyphs it drew).
+CJK_FAMILY = re.compile(r"CJK|Han Sans|Han Serif|Hei|Song|Ming|Kai|WenQuanYi|Fallback|PingFang|"
+                        r"YaHei|SimSun|Noto (Sans|Serif) (SC|TC)", re.IGNORECASE)
+# A glued value on a Chinese page may hold numbers, units and names, not English words.
+ENGLISH_WORD = re.compile(r"\b[a-z]{3,}\b")
 CODE_COLUMNS = 88  # the course's limit for a line of code
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium",
                        "/usr/bin/chromium-browser")
@@ -142,7 +157,20 @@ async () => {
       .map((p) => p.textContent.split("\n").reduce((a, b) => (b.length > a.length ? b : a), ""));
   const wideImages = Array.from(document.images)
       .filter((i) => i.getBoundingClientRect().width > colWidth + 2).map((i) => i.src);
-  return {mathjax, nMath: mathEls.length, untypeset, rawTex, mathErrors,
+  const cjk = /[\u4e00-\u9fff]/;
+  // the element holding the first Chinese text node (the fonts are reported per text node)
+  const cjkWalker = document.createTreeWalker(document.querySelector("article") || body,
+      NodeFilter.SHOW_TEXT, {acceptNode: (n) => (cjk.test(n.nodeValue)
+          ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_SKIP)});
+  const cjkEl = cjkWalker.nextNode() ? cjkWalker.currentNode.parentElement : null;
+  if (cjkEl) cjkEl.setAttribute("data-site-check-cjk", "1");
+  return {lang: document.documentElement.lang,
+          isArticle: !!document.querySelector("article.bd-article"),
+          hasSwitch: !!document.querySelector("p.language-switch a[hreflang]"),
+          pasted: Array.from(document.querySelectorAll(".pasted-text"))
+              .map((el) => el.textContent.trim()),
+          hasCjk: !!cjkEl,
+          mathjax, nMath: mathEls.length, untypeset, rawTex, mathErrors,
           glue: gi >= 0 ? prose.slice(Math.max(0, gi - 30), gi + 60) : null,
           tracebacks, stderr, images, links, ids, wideCode, wideImages};
 }
@@ -230,7 +258,7 @@ def list_pages(root: pathlib.Path) -> list[str]:
 
     Returns:
         Paths like `index.html`, `notebooks/01_background.html`; theme assets under
-        `_static/` and copied sources under `_sources/` are not pages.
+        `_static/` and copied sources under `_sources/` (of either edition) are not pages.
 
     Raises:
         ValueError: if `root` is not a folder holding an `index.html`.
@@ -245,7 +273,8 @@ def list_pages(root: pathlib.Path) -> list[str]:
     if not (root / "index.html").is_file():
         raise ValueError(f"root must be a built site with an index.html, got {root}")
     pages = [p.relative_to(root).as_posix() for p in root.rglob("*.html")]
-    return sorted(p for p in pages if not p.startswith(SKIP_DIRS))
+    return sorted(p for p in pages
+                  if not any(f"/{part}" in f"/{p}" for part in SKIP_DIRS))  # zh_CN/_static/ too
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -296,6 +325,7 @@ class SiteChecker:
                 "chromium must be installed (apt-get install -y chromium), got none at "
                 + ", ".join(CHROMIUM_CANDIDATES))
         self.screenshots = pathlib.Path(screenshots) if screenshots else None
+        self.cjk_font = cjk_font_installed()
         self._stack = contextlib.ExitStack()
         self._browser = None
 
@@ -349,6 +379,9 @@ class SiteChecker:
                                      anchors, links, screenshot_pages)
                 if search_word and (root / "search.html").is_file():
                     self._check_search(context, base, search_word, report)
+                if search_word and (root / TRANSLATION_DIR / "search.html").is_file():
+                    self._check_search(context, base + TRANSLATION_DIR,
+                                       TRANSLATION_SEARCH_WORD, report)
             finally:
                 context.close()
         _check_links(root, base, links, anchors, report)
@@ -374,6 +407,9 @@ class SiteChecker:
             info = page.evaluate(INSPECT_JS)
             page.wait_for_timeout(50)  # let late console messages arrive
             found += _problems_from(page_name, info)
+            found += _language_problems(page_name, info)
+            if info["hasCjk"] and self.cjk_font:
+                found += _glyph_problems(context, page, page_name)
             found += [Problem("console", page_name, e) for e in dict.fromkeys(errors)
                       if not _caused_by_block(e, external)]
             found += [Problem("external", page_name, f"request blocked: {u}")
@@ -416,6 +452,54 @@ class SiteChecker:
             report.problems.append(Problem("search", "search.html", f"search failed: {exc}"))
         finally:
             page.close()
+
+
+def cjk_font_installed() -> bool:
+    """Whether fontconfig knows a font that covers Chinese (`fc-list :lang=zh`)."""
+    import subprocess
+
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        return False
+    result = subprocess.run([fc_list, ":lang=zh", "family"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    return bool(result.stdout.strip())
+
+
+def _language_problems(page: str, info: dict) -> list[Problem]:
+    """The page's edition: its `<html lang>`, its language switch, no English glued in Chinese."""
+    chinese = page.startswith(TRANSLATION_DIR)
+    expected = "zh-CN" if chinese else "en"
+    found = []
+    if info["lang"] != expected:
+        found.append(Problem("language", page, f"<html lang> is {info['lang']!r}, "
+                             f"expected {expected!r}"))
+    generated = posixpath.basename(page) in ("genindex.html", "search.html")
+    if info["isArticle"] and not info["hasSwitch"] and not generated:
+        found.append(Problem("language", page, "no link to the page in the other language"))
+    if chinese:
+        found += [Problem("language", page, f"English glued into the Chinese text: {t!r}")
+                  for t in info["pasted"] if ENGLISH_WORD.search(t)][:5]
+    return found
+
+
+def _glyph_problems(context, page, page_name: str) -> list[Problem]:
+    """Chinese text drawn without a CJK font: the fonts Chromium used for the marked element."""
+    cdp = context.new_cdp_session(page)
+    try:
+        cdp.send("DOM.enable")
+        cdp.send("CSS.enable")
+        root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]  # whole tree known
+        node = cdp.send("DOM.querySelector", {"nodeId": root,
+                                              "selector": "[data-site-check-cjk]"})["nodeId"]
+        fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    finally:
+        cdp.detach()
+    families = [f["familyName"] for f in fonts]
+    if any(CJK_FAMILY.search(family) for family in families):
+        return []
+    return [Problem("glyphs", page_name, f"Chinese text drawn without a CJK font (fonts used: "
+                    f"{', '.join(families) or 'none'})")]
 
 
 def _redirect_target(path: pathlib.Path) -> str | None:

@@ -12,7 +12,10 @@ Loaded by jupyter-book through `sphinx: local_extensions` in `_config.yml`. It d
 3. Two editions: every page links to its counterpart in the other language (the English site at
    `_build/html/`, the Chinese one at `_build/html/zh_CN/`, built by `tools/i18n.py build`), and
    the page's `<html lang>` is a BCP 47 tag (`zh-CN`, not Sphinx's `zh_CN`).
-4. Executions are cached (`execute_notebooks: cache`, so the Chinese edition renders from the
+4. Glued values resolve in translated paragraphs: Sphinx re-parses a translation as plain MyST,
+   without the notebook's glue data, so `{glue:text}` there would find no key; the notebook's
+   renderer is kept per page and used when a translation asks.
+5. Executions are cached (`execute_notebooks: cache`, so the Chinese edition renders from the
    English build's run); the cache is emptied when `prunefl_lite/` or `requirements.txt` change,
    because jupyter-cache keys an execution on the notebook's text alone.
 """
@@ -133,6 +136,46 @@ def use_ipc_kernels() -> bool:
     return True
 
 
+_NOTEBOOK_RENDERERS: dict[str, Any] = {}  # page name -> its notebook's myst-nb element renderer
+
+
+def share_glue_with_translations() -> bool:
+    """Let `{glue}` roles and directives inside translated paragraphs find the page's glue data.
+
+    myst-nb keeps glue data on the notebook's renderer, stored on the document while it is
+    parsed; Sphinx's i18n transform then parses each translated paragraph into a new document
+    (as plain MyST), which has no renderer. The page's English text resolves its glue roles
+    first, so the lookup records the page's renderer then, and a translated paragraph of the
+    same page looks its keys up there.
+
+    Returns:
+        True if the lookups are patched, False if myst-nb's internals moved (glue roles in
+        translations then warn, and the strict Chinese build fails loudly).
+    """
+    try:
+        from myst_nb.ext.glue import directives, roles, utils
+    except ImportError:
+        return False
+    if getattr(utils.retrieve_glue_data, "course_site", False):
+        return True
+    original_retrieve = utils.retrieve_glue_data
+
+    def retrieve_glue_data(document, key):
+        env = getattr(document.settings, "env", None)
+        docname = env.docname if env is not None else None
+        if "nb_renderer" in document:  # the notebook itself (its English text) is parsed first
+            _NOTEBOOK_RENDERERS[docname] = document["nb_renderer"]
+            return original_retrieve(document, key)
+        if docname not in _NOTEBOOK_RENDERERS:
+            return original_retrieve(document, key)  # raises: no glue data anywhere
+        return original_retrieve({"nb_renderer": _NOTEBOOK_RENDERERS[docname]}, key)
+
+    retrieve_glue_data.course_site = True
+    for module in (utils, roles, directives):
+        module.retrieve_glue_data = retrieve_glue_data
+    return True
+
+
 def tidy_scripts(scripts: list, thebe: bool) -> list:
     """Drop repeated scripts, and sphinx-thebe's scripts when thebe is off.
 
@@ -210,7 +253,8 @@ def tree_digest(paths: list[pathlib.Path]) -> str:
     for path in paths:
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         for file in files:
-            digest.update(file.as_posix().encode() + b"\0" + file.read_bytes())
+            name = file.relative_to(path.parent).as_posix()  # the same in every clone
+            digest.update(name.encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()
 
 
@@ -236,4 +280,5 @@ def setup(app):
     app.connect("html-page-context", _on_page_context, priority=900)
     app.connect("builder-inited", _on_builder_inited, priority=100)
     use_ipc_kernels()
+    share_glue_with_translations()
     return {"parallel_read_safe": True, "parallel_write_safe": True}
