@@ -79,7 +79,44 @@ def hygiene_problems(text, name):
                 problems.append(f"{name} cell {i}: execution count")
         if re.search(r"^\s*[!%]\s*pip\b", source, re.M):
             problems.append(f"{name} cell {i}: pip cell")
+        if cell["cell_type"] == "markdown" and myst_comment_lines(source):
+            problems.append(f"{name} cell {i}: {MYST_COMMENT}")
+        if cell["cell_type"] == "markdown" and detached_options(source):
+            problems.append(f"{name} cell {i}: {DETACHED_OPTION}")
     return problems
+
+
+MYST_COMMENT = "a Markdown line starts with % (a MyST comment: its text vanishes from the page)"
+DETACHED_OPTION = "a directive option after a blank line (it shows as text, not as an option)"
+
+
+def detached_options(markdown):
+    """Directive option lines (`:class: warning`) separated from their directive by a blank line."""
+    lines = markdown.splitlines()
+    return [lines[i] for i in range(2, len(lines))
+            if re.match(r"\s*:[a-z-]+:(\s|$)", lines[i]) and not lines[i - 1].strip()
+            and lines[i - 2].lstrip().startswith(("```{", ":::{"))]
+
+
+def myst_comment_lines(markdown):
+    """Lines outside code fences that MyST reads as comments (they start with `%`).
+
+    Wrapped prose such as "accuracy (in\n%, ...)" loses the whole line this way, in both
+    editions; move the `%` to the line before.
+    """
+    found, fenced = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not fenced and line.lstrip().startswith("%"):
+            found.append(line)
+    return found
+
+
+@pytest.mark.parametrize("page", sorted((ROOT / "book").glob("*.md")), ids=lambda p: p.name)
+def test_no_prose_line_of_a_book_page_vanishes_or_shows_as_markup(page):
+    text = page.read_text(encoding="utf-8")
+    assert not myst_comment_lines(text) and not detached_options(text)
 
 
 def test_every_toc_entry_exists():
@@ -184,6 +221,12 @@ def test_outside_git_the_working_files_are_checked(tmp_path):
     (lambda nb: nb["metadata"]["kernelspec"].update(name="python2"), "01_x: kernel is not python3"),
     (lambda nb: nb["cells"][0].update(source="!pip install numpy"), "01_x cell 0: pip cell"),
     (lambda nb: nb["cells"][0].update(source="%pip install numpy"), "01_x cell 0: pip cell"),
+    (lambda nb: nb["cells"][0].update(cell_type="markdown", execution_count=None,
+                                      source="accuracy (in\n%, steadier)"),
+     f"01_x cell 0: {MYST_COMMENT}"),
+    (lambda nb: nb["cells"][0].update(cell_type="markdown", execution_count=None,
+                                      source="```{admonition} Pitfalls\n\n:class: warning\n```"),
+     f"01_x cell 0: {DETACHED_OPTION}"),
 ])
 def test_each_hygiene_rule_fires(edit, problem):
     notebook = json.loads(json.dumps(CLEAN))

@@ -42,6 +42,7 @@ LOCALE_DIR = ROOT / "book" / "locale"
 CATALOGUES = LOCALE_DIR / LANGUAGE / "LC_MESSAGES"
 HTML_DIR = ROOT / "_build" / "html"
 ZH_HTML_DIR = HTML_DIR / LANGUAGE
+CACHE_DIR = ROOT / "_build" / ".jupyter_cache"  # where the English build keeps its executions
 GETTEXT_OVERRIDES = {"gettext_compact": False, "gettext_uuid": False,
                      "gettext_location": True, "gettext_additional_targets": []}
 # Markup that a translation keeps verbatim: MyST roles with their target, math and link targets.
@@ -67,12 +68,17 @@ def _build(builder: str, outdir: pathlib.Path, doctrees: pathlib.Path,
 
 
 def write_templates(pot_dir: pathlib.Path) -> pathlib.Path:
-    """Extract every page's translatable English text into `pot_dir` (no notebook runs).
+    """Extract every page's translatable English text into `pot_dir`.
+
+    The English build's executions are used (a `{glue:figure}` caption exists only where its
+    figure was glued), so run `jupyter-book build .` first; a notebook changed since then is
+    executed here.
 
     Returns:
         `pot_dir`, holding one `.pot` per page (`book/faq.pot`, `notebooks/05_....pot`).
     """
-    overrides = dict(GETTEXT_OVERRIDES, nb_execution_mode="off")
+    overrides = dict(GETTEXT_OVERRIDES, nb_execution_mode="cache",
+                     nb_execution_cache_path=str(CACHE_DIR))
     status = _build("gettext", pot_dir, pot_dir / ".doctrees", overrides, strict=False)
     if status:
         raise SystemExit(f"i18n: the gettext build failed with status {status}")
@@ -142,6 +148,7 @@ def page_of(po_path: pathlib.Path) -> str:
 
 
 def read_catalogue(path: pathlib.Path):
+    """One `.po` file as a babel `Catalog`."""
     with path.open("rb") as handle:
         return pofile.read_po(handle, locale=LANGUAGE)
 
@@ -184,14 +191,41 @@ def check() -> int:
     return 1 if found else 0
 
 
+def cached_executions() -> int:
+    """How many executions the English build left in its jupyter-cache (refusing a stale one)."""
+    from jupyter_cache import get_cache
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from course_site import CACHE_STAMP, tree_digest
+
+    stamp = CACHE_DIR / CACHE_STAMP
+    digest = tree_digest([ROOT / "prunefl_lite", ROOT / "requirements.txt"])
+    if not stamp.exists() or stamp.read_text() != digest:
+        raise SystemExit("i18n: the English build's executions are missing or older than "
+                         "prunefl_lite: run `jupyter-book build .` first")
+    return len(get_cache(str(CACHE_DIR)).list_cache_records())
+
+
 def build(strict: bool = True) -> int:
-    """Build the Chinese edition into `_build/html/zh_CN/` from the cached executions."""
+    """Build the Chinese edition into `_build/html/zh_CN/` from the English build's executions.
+
+    Returns:
+        Sphinx's exit status; 1 also when a notebook had to be executed (the English build's
+        cache did not hold it), since the two editions would then show different runs.
+    """
     if not (HTML_DIR / "index.html").exists():
         raise SystemExit("i18n: build the English edition first: `jupyter-book build .`")
+    before = cached_executions()
     overrides = dict(GETTEXT_OVERRIDES, language=LANGUAGE,
                      locale_dirs=[str(LOCALE_DIR.relative_to(ROOT))],
-                     nb_execution_cache_path=str(ROOT / "_build" / ".jupyter_cache"))
-    return _build("html", ZH_HTML_DIR, ROOT / "_build" / ".doctrees-zh_CN", overrides, strict)
+                     nb_execution_cache_path=str(CACHE_DIR))
+    status = _build("html", ZH_HTML_DIR, ROOT / "_build" / ".doctrees-zh_CN", overrides, strict)
+    executed = cached_executions() - before
+    if executed:
+        print(f"i18n: the Chinese build executed {executed} notebooks the English build had "
+              "not: the editions would show different runs; rebuild both")
+        return 1
+    return status
 
 
 def numbered(page: str) -> list:
@@ -211,10 +245,10 @@ def todo(page: str) -> str:
 
 
 def parse_blocks(text: str) -> dict[int, str]:
-    """`=== N` blocks to {N: text}; a block's text ends at the next header (trimmed).
+    r"""`=== N` blocks to {N: text}; a block's text ends at the next header (trimmed).
 
     Example:
-        >>> parse_blocks("=== 3\\n第一段\\n\\n=== 7\\n$x$ 与 $y$\\n")
+        >>> parse_blocks("=== 3\n第一段\n\n=== 7\n$x$ 与 $y$\n")
         {3: '第一段', 7: '$x$ 与 $y$'}
     """
     parts = re.split(r"^=== (\d+)[ \t]*$", text, flags=re.M)
@@ -250,6 +284,7 @@ def apply(page: str, blocks: dict[int, str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("extract", help="refresh the .po catalogues from the English text")
@@ -275,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings = apply(args.page, blocks)
         for line in warnings:
             print(f"i18n: {args.page} {line}")
-        print(f"i18n: {len(blocks)} entries written to {args.page}, {len(warnings)} with lost markup")
+        print(f"i18n: {len(blocks)} entries written to {args.page}, "
+              f"{len(warnings)} with lost markup")
         return 1 if warnings else 0
     return 0
 
