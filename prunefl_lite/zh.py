@@ -178,19 +178,10 @@ PHRASES: dict[str, str] = {
     "and the others moved by amounts within noise of each other":
         "与其他客户端的变化幅度彼此在噪声范围内",
     "none of them": "一个也没有",
-    # FAQ: generalisation and the tfmot loading error (quoted verbatim: its own twin)
+    # FAQ: generalisation (its tfmot loading error is glued with zh=, verbatim)
     "within noise of the dense model's": "在噪声范围内相当于稠密模型的准确率",
     "above the dense model's": "高于稠密模型的准确率",
     "below the dense model's": "低于稠密模型的准确率",
-    "Unknown layer: 'PruneLowMagnitude'. Please ensure you are using a "
-    "`keras.utils.custom_object_scope` and that this object is included in the scope. See "
-    "https://www.tensorflow.org/guide/keras/save_and_serialize#registering_the_custom_object "
-    "for details.":
-        "Unknown layer: 'PruneLowMagnitude'. Please ensure you are using a "
-        "`keras.utils.custom_object_scope` and that this object is included in the scope. See "
-        "https://www.tensorflow.org/guide/keras/save_and_serialize#registering_the_custom_object "
-        "for details.",
-    "no error": "没有报错",
     # workshop: which requirements the wheelhouse sizes were measured for
     "for the current requirements.txt": "基于当前的 requirements.txt",
     "for an earlier requirements.txt (run it again for current sizes)":
@@ -381,21 +372,34 @@ def chinese(text: str) -> str:
                    f"add it to PHRASES, TEMPLATES or LISTS in prunefl_lite/zh.py")
 
 
-def glue(name: str, variable: Any, display: bool = True) -> None:
-    """`myst_nb.glue`, plus `NAME_zh` with the Chinese twin when the value is English text.
+def glue(name: str, variable: Any, display: bool = True, zh: str | None = None) -> None:
+    """`myst_nb.glue`, plus `NAME_zh` with the Chinese twin of every text value.
+
+    Every `str` value gets a twin (a number-only text is its own twin), so a Chinese page can
+    cite `KEY_zh` for any glued text, also one that reads "12.0" on this run and "0/3 reached"
+    on another.
 
     Args:
         name: the glue key the English prose cites.
-        variable: the value; a `str` with English words also gets a twin under `name + "_zh"`.
+        variable: the value; a `str` also gets a twin under `name + "_zh"`.
         display: passed to `myst_nb.glue`.
+        zh: the twin, when the chapter knows it better than the tables (e.g. a library's
+            error message, quoted verbatim in both editions); default `chinese(variable)`.
 
     Raises:
         KeyError: from `chinese` when an English phrase has no twin.
+
+    Example:
+        In a chapter, `glue("verdict", Phrase("within noise of"))` glues `verdict` and
+        `verdict_zh` = "在噪声范围内相当于"; `glue("rounds", Phrase("12.0"))` glues
+        `rounds_zh` = "12.0"; `glue("acc", 95.5)` glues `acc` alone.
     """
     from myst_nb import glue as myst_glue
 
     myst_glue(name, variable, display=display)
-    if needs_twin(variable):
-        twin = chinese(str(variable))
-        myst_glue(f"{name}_zh", type(variable)(twin) if type(variable) is not str else twin,
-                  display=display)
+    if zh is None and not isinstance(variable, str):
+        return
+    twin = zh if zh is not None else (chinese(variable) if needs_twin(variable) else variable)
+    if isinstance(variable, str) and type(variable) is not str:
+        twin = type(variable)(twin)  # a Phrase stays a Phrase (no quotes when glued)
+    myst_glue(f"{name}_zh", twin, display=display)
