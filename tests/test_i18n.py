@@ -130,3 +130,12 @@ def test_the_execution_cache_digest_follows_the_package(tmp_path):
     before = course_site.tree_digest([package])
     (package / "a.py").write_text("x = 2\n")
     assert course_site.tree_digest([package]) != before
+
+
+def test_the_gate_refuses_the_english_key_of_a_glued_phrase(catalogues, tmp_path):
+    po = catalogues / "book" / "page.po"
+    i18n.apply("book/page", {1: "准确率 {glue:text}`acc:.1f` %", 2: "稀疏度 $s$"})
+    pot = _template(tmp_path, "Round", "Accuracy {glue:text}`acc:.1f` %", "Sparsity $s$")
+    assert i18n.problems_in(pot, po, {"acc"}) == []
+    assert i18n.problems_in(pot, po, {"acc", "acc_zh"}) == [
+        "book/page: 'Accuracy {glue:text}`acc:.1f` %' cites the English of ['acc']: use KEY_zh"]

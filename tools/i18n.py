@@ -153,8 +153,39 @@ def read_catalogue(path: pathlib.Path):
         return pofile.read_po(handle, locale=LANGUAGE)
 
 
-def problems_in(pot_path: pathlib.Path, po_path: pathlib.Path) -> list[str]:
-    """Every English entry of one page that lacks a sound, current translation."""
+def glued_keys() -> dict[str, set[str]]:
+    """The keys each page glued in the English build's executions: {page: {key, ...}}."""
+    from jupyter_cache import get_cache
+
+    found: dict[str, set[str]] = {}
+    cache = get_cache(str(CACHE_DIR))
+    for record in cache.list_cache_records():
+        page = pathlib.Path(record.uri).resolve().relative_to(ROOT).with_suffix("").as_posix()
+        notebook = cache.get_cache_bundle(record.pk).nb
+        found[page] = {output["metadata"]["scrapbook"]["name"]
+                       for cell in notebook.cells for output in cell.get("outputs", [])
+                       if "scrapbook" in output.get("metadata", {})}
+    return found
+
+
+def english_glue(msgstr: str, keys: set[str]) -> list[str]:
+    """Glue roles of a translation that cite KEY where the page also glued KEY_zh.
+
+    Example:
+        >>> english_glue("{glue:text}`verdict` 与 {glue:text}`acc:.1f`", {"verdict_zh", "acc"})
+        ['verdict']
+    """
+    cited = re.findall(r"\{glue(?::[a-z]+)?\}`([^`:]+)", msgstr)
+    return [key for key in cited if f"{key}_zh" in keys]
+
+
+def problems_in(pot_path: pathlib.Path, po_path: pathlib.Path,
+                keys: set[str] = frozenset()) -> list[str]:
+    """Every English entry of one page that lacks a sound, current translation.
+
+    `keys` are the page's glued keys: a translation citing KEY where KEY_zh exists is broken
+    (the English text of a glued phrase would sit in a Chinese sentence).
+    """
     page = page_of(po_path) if po_path.exists() else pot_path.stem
     if not po_path.exists():
         return [f"{page}: no catalogue ({po_path.relative_to(ROOT)}); run `tools/i18n.py extract`"]
@@ -171,6 +202,8 @@ def problems_in(pot_path: pathlib.Path, po_path: pathlib.Path) -> list[str]:
             found.append(f"{label} fuzzy (the English changed since it was translated)")
         elif lost := broken_markup(entry.id, done.string):
             found.append(f"{label} lost its markup {lost}")
+        elif english := english_glue(done.string, keys):
+            found.append(f"{label} cites the English of {english}: use KEY_zh")
     return found
 
 
@@ -179,10 +212,11 @@ def check() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pot_dir = write_templates(pathlib.Path(tmp) / "gettext")
         pots = sorted(pot_dir.rglob("*.pot"))
+        keys = glued_keys()
         found = []
         for pot in pots:
-            po = CATALOGUES / pot.relative_to(pot_dir).with_suffix(".po")
-            found += problems_in(pot, po)
+            page = pot.relative_to(pot_dir).with_suffix("").as_posix()
+            found += problems_in(pot, CATALOGUES / f"{page}.po", keys.get(page, set()))
     for line in found[:MAX_SHOWN]:
         print(f"i18n: {line}")
     if len(found) > MAX_SHOWN:
