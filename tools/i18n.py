@@ -2,27 +2,27 @@
 
 The English prose is the source; `book/locale/zh_CN/LC_MESSAGES/**.po` holds its translation, one
 catalogue per page (`gettext_compact: False`), in the gettext format that sphinx-intl and every
-translation editor (Poedit, Weblate) read. Four commands, run from the repository root:
+translation editor (Poedit, Weblate) read. Run from the repository root, after
+`jupyter-book build .` (whose executions, kept in `_build/.jupyter_cache`, all of these reuse):
 
-    python tools/i18n.py extract   # English text -> .pot (no execution) -> .po (sphinx-intl)
+    python tools/i18n.py extract   # English text -> .pot -> .po (sphinx-intl); edits turn fuzzy
     python tools/i18n.py check     # the CI gate: fails on any untranslated, fuzzy or broken entry
-    python tools/i18n.py build     # _build/html/zh_CN/ from the English build's executions
+    python tools/i18n.py build     # _build/html/zh_CN/, executing nothing
     python tools/i18n.py todo notebooks/05_pruning_in_fl   # a page's open entries
+    python tools/i18n.py review notebooks/05_pruning_in_fl # every entry, English and Chinese
+    python tools/i18n.py apply notebooks/05_pruning_in_fl FILE
 
 `todo` prints each open entry as a `=== N` header and its raw English; put the Chinese under the
-same headers in a file and `python tools/i18n.py apply PAGE FILE` writes it into the page's
-catalogue (raw text, no escaping) and clears the fuzzy flags. Poedit or any .po editor works too.
+same headers in a file and `apply` writes it into the page's catalogue (raw text, no escaping)
+and clears the fuzzy flags. Poedit or any .po editor works too.
 
-`build` runs after `jupyter-book build .`: `_config.yml` executes notebooks through jupyter-cache
-(`execute_notebooks: cache`), so the Chinese build finds every notebook's outputs there and
-executes nothing (it refuses to, `nb_execution_mode` stays `cache` but a missing entry fails the
-check below). The Chinese pages glue the same values; a chapter that glues an English phrase also
-glues its Chinese twin under the key with `_zh` appended, and the translation uses that key.
+Glued values: a chapter glues through `prunefl_lite.zh.glue`, which glues every text value's
+Chinese twin under `KEY_zh`; a translation cites `KEY_zh` wherever it exists.
 
 The gate (`check`) extracts the English text afresh, so an English paragraph edited without its
 translation fails CI: untranslated (no msgstr), fuzzy (the English changed since the translation),
 or broken (a role, a math span, a citation or a link target of the English missing from the
-Chinese: `{glue:text}`key`` may become `{glue:text}`key_zh``, nothing else may change).
+Chinese, or a glue role citing KEY where KEY_zh exists).
 """
 
 from __future__ import annotations
@@ -278,6 +278,16 @@ def todo(page: str) -> str:
     return "\n".join(blocks)
 
 
+def review(page: str) -> str:
+    """Every entry of a page as `=== N` blocks: the English, then `--- zh_CN` and the Chinese.
+
+    For a reviewer: put corrected Chinese under the same `=== N` headers (without the English)
+    and `apply` them.
+    """
+    return "\n".join(f"=== {number}\n{entry.id}\n--- {LANGUAGE}\n{entry.string}\n"
+                     for number, entry in enumerate(numbered(page)))
+
+
 def parse_blocks(text: str) -> dict[int, str]:
     r"""`=== N` blocks to {N: text}; a block's text ends at the next header (trimmed).
 
@@ -327,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     build_cmd.add_argument("--not-strict", action="store_true", help="warnings are not errors")
     todo_cmd = sub.add_parser("todo", help="print a page's open entries as === N blocks")
     todo_cmd.add_argument("page", help="e.g. notebooks/05_pruning_in_fl or book/faq")
+    review_cmd = sub.add_parser("review", help="print a page's entries, English and Chinese")
+    review_cmd.add_argument("page")
     apply_cmd = sub.add_parser("apply", help="write === N blocks of Chinese into a page's .po")
     apply_cmd.add_argument("page")
     apply_cmd.add_argument("blocks_file", type=pathlib.Path)
@@ -339,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         return build(strict=not args.not_strict)
     elif args.command == "todo":
         print(todo(args.page), end="")
+    elif args.command == "review":
+        print(review(args.page), end="")
     else:
         blocks = parse_blocks(args.blocks_file.read_text(encoding="utf-8"))
         warnings = apply(args.page, blocks)
