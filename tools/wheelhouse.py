@@ -102,10 +102,28 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+#: Pins published only as a source archive, pure Python: built once here into a wheel that
+#: installs on every platform (``py3-none-any``), since ``--only-binary`` cannot fetch them.
+PURE_PYTHON_SDISTS = ("jieba",)
+
+
+def pure_python_sdists():
+    """The requirement lines of `PURE_PYTHON_SDISTS`, as pinned in requirements.txt."""
+    found = []
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        spec = line.split("#")[0].strip()
+        if spec and not spec.startswith("-") and (
+                canonicalize_name(Requirement(spec).name) in PURE_PYTHON_SDISTS):
+            found.append(spec)
+    return found
+
+
 def requirements_without_editable(folder):
-    """requirements.txt without `-e` lines, plus pyproject's build requirements, in `folder`."""
+    """requirements.txt minus `-e` lines and pure-Python sdists, plus build requirements."""
+    sdists = pure_python_sdists()
     lines = [line for line in (ROOT / "requirements.txt").read_text().splitlines()
-             if not line.strip().startswith(("-e", "--editable"))]
+             if not line.strip().startswith(("-e", "--editable"))
+             and line.split("#")[0].strip() not in sdists]
     build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
     path = pathlib.Path(folder) / "requirements-wheels.txt"
     path.write_text("\n".join(lines + ["# build backend of the course package (-e .)", *build])
@@ -173,6 +191,7 @@ def download(name, dest):
              "--only-binary=:all:", "--python-version", PYTHON, "--implementation", "cp",
              *(f"--platform={tag}" for tag in tags), "--dest", str(dest),
              "-r", str(requirements_without_editable(folder))])
+    pip("wheel", "--no-deps", "--wheel-dir", str(dest), *pure_python_sdists())
     missing = missing_requirements(dest, environment)
     if missing:
         raise SystemExit(f"wheelhouse: {name}: the wheels need {', '.join(missing)}, "
