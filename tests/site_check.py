@@ -24,7 +24,8 @@ install`), aborts and records every request that leaves the site, and fails on:
 - ``load``: a page that does not load or cannot be inspected;
 - ``language``: a page whose ``<html lang>`` is not its edition's (``en``, or ``zh-CN`` under
   ``zh_CN/``), a content page without the link to its other-language counterpart, or a
-  Chinese page with an English phrase glued into its text;
+  Chinese page with an English phrase (no Chinese in it) glued into its text, unless the text
+  quotes it between quotation marks;
 - ``glyphs``: where a CJK font is installed (``fc-list :lang=zh``), Chinese text that Chromium
   draws with no CJK-capable font (missing-glyph boxes).
 
@@ -62,6 +63,7 @@ CJK_FAMILY = re.compile(r"CJK|Han Sans|Han Serif|Hei|Song|Ming|Kai|WenQuanYi|Fal
                         r"YaHei|SimSun|Noto (Sans|Serif) (SC|TC)", re.IGNORECASE)
 # A glued value on a Chinese page may hold numbers, units and names, not English words.
 ENGLISH_WORD = re.compile(r"\b[a-z]{3,}\b")
+CJK_CHAR = re.compile(r"[\u4e00-\u9fff]")
 CODE_COLUMNS = 88  # the course's limit for a line of code
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium",
                        "/usr/bin/chromium-browser")
@@ -158,17 +160,22 @@ async () => {
   const wideImages = Array.from(document.images)
       .filter((i) => i.getBoundingClientRect().width > colWidth + 2).map((i) => i.src);
   const cjk = /[\u4e00-\u9fff]/;
-  // the element holding the first Chinese text node (the fonts are reported per text node)
+  // the element holding the first visible Chinese text node (fonts are reported per text node)
   const cjkWalker = document.createTreeWalker(document.querySelector("article") || body,
       NodeFilter.SHOW_TEXT, {acceptNode: (n) => (cjk.test(n.nodeValue)
+          && n.parentElement && n.parentElement.getClientRects().length
           ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_SKIP)});
   const cjkEl = cjkWalker.nextNode() ? cjkWalker.currentNode.parentElement : null;
   if (cjkEl) cjkEl.setAttribute("data-site-check-cjk", "1");
   return {lang: document.documentElement.lang,
           isArticle: !!document.querySelector("article.bd-article"),
           hasSwitch: !!document.querySelector("p.language-switch a[hreflang]"),
-          pasted: Array.from(document.querySelectorAll(".pasted-text"))
-              .map((el) => el.textContent.trim()),
+          pasted: Array.from(document.querySelectorAll(".pasted-text")).map((el) => ({
+            text: el.textContent.trim(),
+            // a value between quotation marks is quoted (a library's message), not prose
+            quoted: /[“"「]\s*$/.test(el.previousSibling ? el.previousSibling.textContent : "")
+                && /^\s*[”"」]/.test(el.nextSibling ? el.nextSibling.textContent : ""),
+          })),
           hasCjk: !!cjkEl,
           mathjax, nMath: mathEls.length, untypeset, rawTex, mathErrors,
           glue: gi >= 0 ? prose.slice(Math.max(0, gi - 30), gi + 60) : null,
@@ -478,9 +485,21 @@ def _language_problems(page: str, info: dict) -> list[Problem]:
     if info["isArticle"] and not info["hasSwitch"] and not generated:
         found.append(Problem("language", page, "no link to the page in the other language"))
     if chinese:
-        found += [Problem("language", page, f"English glued into the Chinese text: {t!r}")
-                  for t in info["pasted"] if ENGLISH_WORD.search(t)][:5]
+        found += [Problem("language", page, f"English glued into the Chinese text: {p['text']!r}")
+                  for p in info["pasted"] if english_phrase(p["text"]) and not p["quoted"]][:5]
     return found
+
+
+def english_phrase(text: str) -> bool:
+    """Whether a glued value is English prose: English words and no Chinese at all.
+
+    Example:
+        >>> english_phrase("within noise of"), english_phrase("基于 requirements.txt")
+        (True, False)
+        >>> english_phrase("95.6 %"), english_phrase("Multi-Krum")
+        (False, False)
+    """
+    return bool(ENGLISH_WORD.search(text)) and not CJK_CHAR.search(text)
 
 
 def _glyph_problems(context, page, page_name: str) -> list[Problem]:
@@ -495,10 +514,21 @@ def _glyph_problems(context, page, page_name: str) -> list[Problem]:
         fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
     finally:
         cdp.detach()
-    families = [f["familyName"] for f in fonts]
+    return missing_cjk_font(page_name, [f["familyName"] for f in fonts])
+
+
+def missing_cjk_font(page: str, families: list[str]) -> list[Problem]:
+    """A `glyphs` problem unless one of the fonts Chromium drew Chinese text with covers it.
+
+    Example:
+        >>> missing_cjk_font("zh_CN/a.html", ["Noto Sans CJK SC", "DejaVu Sans"])
+        []
+        >>> [p.kind for p in missing_cjk_font("zh_CN/a.html", ["DejaVu Sans"])]
+        ['glyphs']
+    """
     if any(CJK_FAMILY.search(family) for family in families):
         return []
-    return [Problem("glyphs", page_name, f"Chinese text drawn without a CJK font (fonts used: "
+    return [Problem("glyphs", page, f"Chinese text drawn without a CJK font (fonts used: "
                     f"{', '.join(families) or 'none'})")]
 
 
