@@ -10,6 +10,7 @@ one place that turns per-seed values into the text and the decisions the prose u
   the paired t interval of the mean difference (standard deviation with ddof = 1).
 """
 
+import ast
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,13 +21,24 @@ __all__ = ["Phrase", "Spread", "overlap", "paired_interval", "spread", "versus"]
 class Phrase(str):
     """Text that displays without quotes, so that a glued phrase reads as prose.
 
+    myst-nb reads a glued value's text as a Python literal before showing it, so text that
+    parses as a different value ("1, 4, 15" is a tuple, "0.200" the float 0.2) keeps its quotes
+    in the repr: `{glue:text}` then shows it exactly as written, not as "(1, 4, 15)".
+
     Example:
-        >>> Phrase("within noise of")
-        within noise of
+        >>> Phrase("within noise of"), Phrase("95.6")
+        (within noise of, 95.6)
+        >>> Phrase("1, 4, 15"), Phrase("0.200")
+        ('1, 4, 15', '0.200')
     """
 
     def __repr__(self):
-        return str(self)
+        text = str(self)
+        try:
+            shown = str(ast.literal_eval(text))
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return text  # not a literal: myst-nb shows the text as it is
+        return text if shown == text else repr(text)
 
 
 def _values(name, values):

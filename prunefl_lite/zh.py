@@ -36,6 +36,8 @@ __all__ = ["LISTS", "NUMBER", "PHRASES", "TEMPLATES", "chinese", "glue", "join_z
 # A number as chapters print them: optional sign, digits with "," or "." inside.
 NUMBER = re.compile(r"(?<![\w.])[-+−]?\d+(?:[.,]\d+)*")
 WORD = re.compile(r"[A-Za-z]{2,}")
+# ", " between two numbers of a number-only list: Chinese lists them with "、" ("5、10、15")
+NUMBER_LIST_COMMA = re.compile(r"(?<=\d), (?=[-+]?\d)")
 
 _SAME_WORDS = "(see the note in the last cell)"  # chapter 6c's words when a timing surprised
 
@@ -64,8 +66,8 @@ PHRASES: dict[str, str] = {
     "longer than": "长于",
     "less time than": "少于",
     # 2a: the exercises' answers
-    "still beyond noise with three seeds": "只用三个随机种子时仍超出噪声范围",
-    "with three seeds it is no longer beyond noise": "只用三个随机种子时，它不再超出噪声范围",
+    "still beyond noise with three seeds": "只用三个随机种子时，差异仍超出噪声范围",
+    "with three seeds it is no longer beyond noise": "只用三个随机种子时，差异不再超出噪声范围",
     "checked": "已验证",
     "NOT kept": "并未保留",
     # 2b: the measured speed of the pruned models
@@ -107,14 +109,15 @@ PHRASES: dict[str, str] = {
         "没有实际收益：它相乘的仍是稠密模型大小的矩阵",
     f"faster than its dense shape allows, on this run {_SAME_WORDS}":
         "在本次运行中比其稠密形状所允许的更快（见最后一个单元格中的说明）",
-    f"not faster, on this run {_SAME_WORDS}": "在本次运行中并没有更快（见最后一个单元格中的说明）",
+    f"as fast (that is, not faster), on this run {_SAME_WORDS}":
+        "并没有更快（本次运行的结果，见最后一个单元格中的说明）",
     "faster, by less than the ratio of multiply-adds: at this size, per-call overheads are a "
     "large part of a forward pass":
         "更快，但快得不及乘加运算量之比：在这个规模下，每次调用的开销占前向传播的很大一部分",
     "faster by more than the ratio of multiply-adds, on this run, which fixed per-call costs "
     "should not allow (see the last note)":
         "在本次运行中快得超过了乘加运算量之比，而每次调用的固定开销本不应允许这一点（见最后的说明）",
-    "a real gain": "实际的收益",
+    "a real gain": "确有实际收益",
     f"not clearly faster, on this run {_SAME_WORDS}":
         "在本次运行中没有明显更快（见最后一个单元格中的说明）",
     "its zeros are still multiplied": "它的零仍然参与乘法",
@@ -146,7 +149,7 @@ PHRASES: dict[str, str] = {
         "本页的每一项计时预期在本次运行中都成立。",
     # 7: intervals, speeds and the IoT variants
     "every interval contains 0: within noise": "每个区间都包含 0：在噪声范围内",
-    "at the same speed as": "等同于",
+    "at the same speed as": "相当于",
     "faster than": "快于",
     "slower than": "慢于",
     "dense": "稠密",
@@ -375,7 +378,8 @@ def chinese(text: str) -> str:
 def glue(name: str, variable: Any, display: bool = True, zh: str | None = None) -> None:
     """`myst_nb.glue`, plus `NAME_zh` with the Chinese twin of every text value.
 
-    Every `str` value gets a twin (a number-only text is its own twin), so a Chinese page can
+    Every `str` value gets a twin (a number-only text is its own twin, its list commas made
+    "、"), so a Chinese page can
     cite `KEY_zh` for any glued text, also one that reads "12.0" on this run and "0/3 reached"
     on another.
 
@@ -392,14 +396,16 @@ def glue(name: str, variable: Any, display: bool = True, zh: str | None = None) 
     Example:
         In a chapter, `glue("verdict", Phrase("within noise of"))` glues `verdict` and
         `verdict_zh` = "在噪声范围内相当于"; `glue("rounds", Phrase("12.0"))` glues
-        `rounds_zh` = "12.0"; `glue("acc", 95.5)` glues `acc` alone.
+        `rounds_zh` = "12.0"; `glue("steps", Phrase("1, 4, 15"))` glues `steps_zh` = "1、4、15";
+        `glue("acc", 95.5)` glues `acc` alone.
     """
     from myst_nb import glue as myst_glue
 
     myst_glue(name, variable, display=display)
     if zh is None and not isinstance(variable, str):
         return
-    twin = zh if zh is not None else (chinese(variable) if needs_twin(variable) else variable)
+    twin = zh if zh is not None else (chinese(variable) if needs_twin(variable)
+                                      else NUMBER_LIST_COMMA.sub("、", variable))
     if isinstance(variable, str) and type(variable) is not str:
         twin = type(variable)(twin)  # a Phrase stays a Phrase (no quotes when glued)
     myst_glue(f"{name}_zh", twin, display=display)

@@ -62,7 +62,7 @@ BRANCHES = {
     "06_speed_on_litert": [
         "no real gain: it multiplies matrices of the dense model's size",
         "faster than its dense shape allows, on this run (see the note in the last cell)",
-        "not faster, on this run (see the note in the last cell)",
+        "as fast (that is, not faster), on this run (see the note in the last cell)",
         "faster, by less than the ratio of multiply-adds: at this size, per-call overheads are a "
         "large part of a forward pass",
         "faster by more than the ratio of multiply-adds, on this run, which fixed per-call costs "
@@ -235,12 +235,14 @@ def test_glue_emits_no_twin_for_a_value_that_is_not_text(glued, value):
     assert glued == [("key", value, True)]
 
 
-@pytest.mark.parametrize("value", ["3.5", Phrase("12, 12, 4")])
-def test_number_only_text_is_its_own_twin(glued, value):
+@pytest.mark.parametrize("value, twin", [("3.5", "3.5"), (Phrase("12, 12, 4"), "12、12、4"),
+                                         (Phrase("0.201, 0.200"), "0.201、0.200"),
+                                         ("1,234", "1,234")])
+def test_number_only_text_is_its_own_twin_with_chinese_list_commas(glued, value, twin):
     # a table cell that reads "12.0" on this run may read "0/3 reached" on another: the
     # Chinese page cites KEY_zh for every text value
     zh.glue("key", value)
-    assert glued == [("key", value, True), ("key_zh", value, True)]
+    assert glued == [("key", value, True), ("key_zh", twin, True)]
     assert type(glued[1][1]) is type(value)
 
 
