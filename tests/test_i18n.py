@@ -139,3 +139,22 @@ def test_the_gate_refuses_the_english_key_of_a_glued_phrase(catalogues, tmp_path
     assert i18n.problems_in(pot, po, {"acc"}) == []
     assert i18n.problems_in(pot, po, {"acc", "acc_zh"}) == [
         "book/page: 'Accuracy {glue:text}`acc:.1f` %' cites the English of ['acc']: use KEY_zh"]
+
+
+@pytest.mark.parametrize("chinese, refused", [
+    ("5. 联邦训练循环中的剪枝", True), ("- 列表", True), ("# 标题", True), ("> 引文", True),
+    ("5\\. 联邦训练循环中的剪枝", False), ("5.1 本地剪枝", False), ("4a. 从零实现", False),
+    ("2", False)])
+def test_the_gate_refuses_a_translation_markdown_would_read_as_another_block(
+        catalogues, tmp_path, chinese, refused):
+    # a heading's text "5. Pruning" translated "5. 剪枝" is parsed as a list item on its own,
+    # and Sphinx silently keeps the English title
+    po = catalogues / "book" / "page.po"
+    i18n.apply("book/page", {1: "准确率 {glue:text}`acc:.1f` %", 2: "稀疏度 $s$"})
+    catalogue = i18n.read_catalogue(po)
+    catalogue.get("Round").string = chinese
+    with po.open("wb") as handle:
+        pofile.write_po(handle, catalogue)
+    pot = _template(tmp_path, "Round")
+    problems = i18n.problems_in(pot, po)
+    assert bool(problems) is refused and all("escape it" in p for p in problems)

@@ -42,7 +42,8 @@ LOCALE_DIR = ROOT / "book" / "locale"
 CATALOGUES = LOCALE_DIR / LANGUAGE / "LC_MESSAGES"
 HTML_DIR = ROOT / "_build" / "html"
 ZH_HTML_DIR = HTML_DIR / LANGUAGE
-CACHE_DIR = ROOT / "_build" / ".jupyter_cache"  # where the English build keeps its executions
+CACHE_DIR = ROOT / "_build" / ".jupyter_cache"
+TITLE = "联邦学习中的剪枝：一门可执行的课程"  # the book's title (_config.yml) in the Chinese edition  # where the English build keeps its executions
 GETTEXT_OVERRIDES = {"gettext_compact": False, "gettext_uuid": False,
                      "gettext_location": True, "gettext_additional_targets": []}
 # Markup that a translation keeps verbatim: MyST roles with their target, math and link targets.
@@ -50,6 +51,9 @@ ROLE = re.compile(r"\{[a-z:-]+\}`[^`]*`")
 MATH = re.compile(r"\$\$.+?\$\$|\$[^$\s](?:[^$]*[^$\s])?\$", re.S)
 LINK_TARGET = re.compile(r"\]\(([^)\s]+)\)")
 GLUE_ROLE = re.compile(r"^\{glue(?::[a-z]+)?\}`([^`]*)`$")
+# A translation is parsed again as Markdown: starting like a list item, heading or quote, it
+# becomes one, and Sphinx then keeps the English ("5. 联邦..." must be written 5, backslash, ". 联邦...").
+BLOCK_START = re.compile(r"^(\d+[.)]|[-*+]|#{1,6}|>)(\s|$)")
 MAX_SHOWN = 20
 
 
@@ -204,6 +208,9 @@ def problems_in(pot_path: pathlib.Path, po_path: pathlib.Path,
             found.append(f"{label} lost its markup {lost}")
         elif english := english_glue(done.string, keys):
             found.append(f"{label} cites the English of {english}: use KEY_zh")
+        elif BLOCK_START.match(done.string):
+            found.append(f"{label} starts like a Markdown list, heading or quote "
+                         "(Sphinx would keep the English): escape it, e.g. 5\\. ...")
     return found
 
 
@@ -250,7 +257,7 @@ def build(strict: bool = True) -> int:
     if not (HTML_DIR / "index.html").exists():
         raise SystemExit("i18n: build the English edition first: `jupyter-book build .`")
     before = cached_executions()
-    overrides = dict(GETTEXT_OVERRIDES, language=LANGUAGE,
+    overrides = dict(GETTEXT_OVERRIDES, language=LANGUAGE, html_title=TITLE,
                      locale_dirs=[str(LOCALE_DIR.relative_to(ROOT))],
                      nb_execution_cache_path=str(CACHE_DIR))
     status = _build("html", ZH_HTML_DIR, ROOT / "_build" / ".doctrees-zh_CN", overrides, strict)

@@ -15,7 +15,9 @@ Loaded by jupyter-book through `sphinx: local_extensions` in `_config.yml`. It d
 4. Glued values resolve in translated paragraphs: Sphinx re-parses a translation as plain MyST,
    without the notebook's glue data, so `{glue:text}` there would find no key; the notebook's
    renderer is kept per page and used when a translation asks.
-5. Executions are cached (`execute_notebooks: cache`, so the Chinese edition renders from the
+5. Part captions of the table of contents are translated: sphinx-external-toc inserts its
+   toctrees after Sphinx's i18n transform has run, so their captions stayed English.
+6. Executions are cached (`execute_notebooks: cache`, so the Chinese edition renders from the
    English build's run); the cache is emptied when `prunefl_lite/` or `requirements.txt` change,
    because jupyter-cache keys an execution on the notebook's text alone.
 """
@@ -176,6 +178,23 @@ def share_glue_with_translations() -> bool:
     return True
 
 
+def _translate_toc_captions(app, doctree) -> None:
+    """Translate the captions of the toctrees sphinx-external-toc inserted (after i18n ran)."""
+    from sphinx import addnodes
+    from sphinx.locale import init as init_locale
+    from sphinx.util.i18n import docname_to_domain
+
+    language = app.config.language
+    toctrees = [node for node in doctree.findall(addnodes.toctree) if node.get("caption")]
+    if not toctrees or not language or language == "en":
+        return
+    domain = docname_to_domain(app.env.docname, app.config.gettext_compact)
+    dirs = [os.path.join(app.srcdir, folder) for folder in app.config.locale_dirs]
+    catalog, found = init_locale(dirs, language, domain)
+    for node in toctrees if found else []:
+        node["caption"] = catalog.gettext(node["caption"])
+
+
 def tidy_scripts(scripts: list, thebe: bool) -> list:
     """Drop repeated scripts, and sphinx-thebe's scripts when thebe is off.
 
@@ -282,6 +301,7 @@ def setup(app):
     app.connect("config-inited", _on_config_inited)
     app.connect("html-page-context", _on_page_context, priority=900)
     app.connect("builder-inited", _on_builder_inited, priority=100)
+    app.connect("doctree-read", _translate_toc_captions)
     use_ipc_kernels()
     share_glue_with_translations()
     return {"parallel_read_safe": True, "parallel_write_safe": True}
