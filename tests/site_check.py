@@ -23,7 +23,7 @@ install`), aborts and records every request that leaves the site, and fails on:
   limit) still scrolls sideways, or an image is wider than the text column;
 - ``load``: a page that does not load or cannot be inspected;
 - ``language``: a page whose ``<html lang>`` is not its edition's (``en``, or ``zh-CN`` under
-  ``zh_CN/``), a content page without the link to its other-language counterpart, or a
+  ``zh_CN/``), a page without the link to its other-language counterpart, or a
   Chinese page with an English phrase (no Chinese in it) glued into its text, unless the text
   quotes it between quotation marks;
 - ``glyphs``: where a CJK font is installed (``fc-list :lang=zh``), Chinese text that Chromium
@@ -169,7 +169,7 @@ async () => {
   if (cjkEl) cjkEl.setAttribute("data-site-check-cjk", "1");
   return {lang: document.documentElement.lang,
           isArticle: !!document.querySelector("article.bd-article"),
-          hasSwitch: !!document.querySelector("p.language-switch a[hreflang]"),
+          hasSwitch: !!document.querySelector(".language-switch a[hreflang]"),
           pasted: Array.from(document.querySelectorAll(".pasted-text")).map((el) => ({
             text: el.textContent.trim(),
             // a value between quotation marks is quoted (a library's message), not prose
@@ -481,8 +481,7 @@ def _language_problems(page: str, info: dict) -> list[Problem]:
     if info["lang"] != expected:
         found.append(Problem("language", page, f"<html lang> is {info['lang']!r}, "
                              f"expected {expected!r}"))
-    generated = posixpath.basename(page) in ("genindex.html", "search.html")
-    if info["isArticle"] and not info["hasSwitch"] and not generated:
+    if info["isArticle"] and not info["hasSwitch"]:
         found.append(Problem("language", page, "no link to the page in the other language"))
     if chinese:
         found += [Problem("language", page, f"English glued into the Chinese text: {p['text']!r}")

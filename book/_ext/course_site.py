@@ -85,8 +85,16 @@ def apply_repository_setting(theme_options: dict[str, Any]) -> dict[str, Any]:
     return theme_options
 
 
+TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "_templates")  # book/_templates: language-switch.html
+ARTICLE_HEADER_END = ["language-switch.html", "article-header-buttons.html"]
+
+
 def _on_config_inited(app, config) -> None:
     apply_repository_setting(config.html_theme_options)
+    # the language switch goes in every page's header, before the theme's buttons
+    config.templates_path = [*config.templates_path, TEMPLATES]
+    config.html_theme_options["article_header_end"] = ARTICLE_HEADER_END
 
 
 def use_ipc_kernels() -> bool:
@@ -249,21 +257,28 @@ def counterpart(pagename: str, language: str) -> tuple[str, str]:
 
 
 def language_switch(pagename: str, language: str) -> str:
-    """The HTML of the link to the page's counterpart, shown at the top of every page."""
+    """The link to the page's counterpart, shown in every page's header (language-switch.html).
+
+    Example:
+        >>> language_switch("book/faq", "en")
+        '<a href="../zh_CN/book/faq.html" hreflang="zh-CN" lang="zh-CN">中文版</a>'
+    """
     href, lang = counterpart(pagename, language)
-    label = SWITCH_LABELS[language]
-    return (f'<p class="language-switch"><a href="{href}" hreflang="{lang}" lang="{lang}">'
-            f"{label}</a></p>\n")
+    return f'<a href="{href}" hreflang="{lang}" lang="{lang}">{SWITCH_LABELS[language]}</a>'
 
 
 def _on_page_context(app, pagename, templatename, context, doctree) -> None:
     if "script_files" in context:
         thebe = bool(app.config.html_theme_options.get("launch_buttons", {}).get("thebe"))
         context["script_files"] = tidy_scripts(context["script_files"], thebe)
+
+
+def _on_page_language(app, pagename, templatename, context, doctree) -> None:
+    # before the theme (priority 500) drops header templates that render empty
     language = app.config.language or "en"
     context["language"] = language.replace("_", "-")  # the theme writes it into <html lang>
-    if doctree is not None and "body" in context and language in SWITCH_LABELS:
-        context["body"] = language_switch(pagename, language) + context["body"]
+    if language in SWITCH_LABELS:  # every page, genindex and search too
+        context["language_switch"] = language_switch(pagename, language)
 
 
 def tree_digest(paths: list[pathlib.Path]) -> str:
@@ -300,6 +315,7 @@ def setup(app):
     """Register the extension with Sphinx."""
     app.connect("config-inited", _on_config_inited)
     app.connect("html-page-context", _on_page_context, priority=900)
+    app.connect("html-page-context", _on_page_language, priority=100)
     app.connect("builder-inited", _on_builder_inited, priority=100)
     app.connect("doctree-read", _translate_toc_captions)
     use_ipc_kernels()
