@@ -9,7 +9,8 @@ driven by Playwright (the system browser: `apt-get install chromium`; never `pla
 install`), aborts and records every request that leaves the site, and fails on:
 
 - ``math``: a math element not typeset by MathJax (no MathJax output, raw ``\\(``, ``\\[``,
-  ``$$`` or ``\\begin{`` text left in the page) or a MathJax TeX error box;
+  ``$$`` or ``\\begin{`` text left in the page, or a LaTeX text macro such as ``\\emph`` from a
+  bibliography entry) or a MathJax TeX error box;
 - ``glue``: a ``{glue`` placeholder left in the text (outside code listings);
 - ``traceback``: a traceback outside a cell tagged ``raises-exception``;
 - ``stderr``: a stderr output block, a warning printed by executed code, or a docutils
@@ -118,7 +119,7 @@ async () => {
   const untypeset = mathEls.filter((el) => !el.querySelector("mjx-container"))
       .map((el) => el.textContent.trim().slice(0, 80));
   const rawTex = [];
-  for (const pat of ["\\(", "\\[", "$$", "\\begin{"]) {
+  for (const pat of ["\\(", "\\[", "$$", "\\begin{", "\\emph", "\\textit", "\\textbf"]) {
     const i = prose.indexOf(pat);
     if (i >= 0) rawTex.push(prose.slice(Math.max(0, i - 30), i + 50));
   }

@@ -83,11 +83,31 @@ def hygiene_problems(text, name):
             problems.append(f"{name} cell {i}: {MYST_COMMENT}")
         if cell["cell_type"] == "markdown" and detached_options(source):
             problems.append(f"{name} cell {i}: {DETACHED_OPTION}")
+        if cell["cell_type"] == "code" and figures_glued_from_another_cell(source):
+            problems.append(f"{name} cell {i}: {SHOWN_TWICE}")
     return problems
 
 
 MYST_COMMENT = "a Markdown line starts with % (a MyST comment: its text vanishes from the page)"
 DETACHED_OPTION = "a directive option after a blank line (it shows as text, not as an option)"
+
+
+SHOWN_TWICE = ("glues a figure drawn in an earlier cell (that cell already showed it: the page "
+               "shows it twice)")
+
+
+def figures_glued_from_another_cell(code):
+    """Figure variables glued (`glue("fig_x", fig, ...)`) by a cell that did not create them.
+
+    The cell that draws a figure displays it when it ends unless it is closed there, so the
+    figure must be glued and closed in the cell that makes it.
+    """
+    found = []
+    for match in re.finditer(r'glue\("fig\w*",\s*(\w+)', code):
+        made = re.search(rf"\b{match.group(1)}\b[\w\s,()]*=", code[:match.start()])
+        if not made:
+            found.append(match.group(1))
+    return found
 
 
 def detached_options(markdown):
@@ -227,6 +247,8 @@ def test_outside_git_the_working_files_are_checked(tmp_path):
     (lambda nb: nb["cells"][0].update(cell_type="markdown", execution_count=None,
                                       source="```{admonition} Pitfalls\n\n:class: warning\n```"),
      f"01_x cell 0: {DETACHED_OPTION}"),
+    (lambda nb: nb["cells"][0].update(source='glue("fig_x", fig, display=False)'),
+     f"01_x cell 0: {SHOWN_TWICE}"),
 ])
 def test_each_hygiene_rule_fires(edit, problem):
     notebook = json.loads(json.dumps(CLEAN))

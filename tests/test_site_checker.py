@@ -114,6 +114,9 @@ BROKEN = {
     # unbalanced delimiters: MathJax runs and leaves them as text
     "math_raw_dollars": (dict(body=CLEAN_BODY + "<p>left raw: $$ x = 1</p>"), {"math"}),
     "math_raw_parens": (dict(body=CLEAN_BODY + r"<p>left raw: \( x</p>"), {"math"}),
+    "latex_macro_in_a_reference": (
+        dict(body=CLEAN_BODY + r"<p>Yang et al., \emph Practicing Federated Learning.</p>"),
+        {"math"}),
     "math_tex_error": (dict(body=CLEAN_BODY + r'<div class="math">\[ \frac{1} \]</div>'),
                        {"math"}),
     "glue_placeholder": (dict(body=CLEAN_BODY + "<p>We reach {glue:text}`acc:.1f` %.</p>"),

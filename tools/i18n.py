@@ -43,9 +43,12 @@ CATALOGUES = LOCALE_DIR / LANGUAGE / "LC_MESSAGES"
 HTML_DIR = ROOT / "_build" / "html"
 ZH_HTML_DIR = HTML_DIR / LANGUAGE
 CACHE_DIR = ROOT / "_build" / ".jupyter_cache"
-TITLE = "联邦学习中的剪枝：一门可执行的课程"  # the book's title (_config.yml) in the Chinese edition  # where the English build keeps its executions
+TITLE = "联邦学习中的剪枝：一门可执行的课程"  # the book's title (_config.yml) in the Chinese edition
+AUTHOR = "prunefl-course 课程作者"  # and its author line (the footer)  # where the English build keeps its executions
+# No "#: path:line" comments: they name the folder of whoever ran extract, so every contributor
+# would rewrite every catalogue.
 GETTEXT_OVERRIDES = {"gettext_compact": False, "gettext_uuid": False,
-                     "gettext_location": True, "gettext_additional_targets": []}
+                     "gettext_location": False, "gettext_additional_targets": []}
 # Markup that a translation keeps verbatim: MyST roles with their target, math and link targets.
 ROLE = re.compile(r"\{[a-z:-]+\}`[^`]*`")
 MATH = re.compile(r"\$\$.+?\$\$|\$[^$\s](?:[^$]*[^$\s])?\$", re.S)
@@ -257,7 +260,7 @@ def build(strict: bool = True) -> int:
     if not (HTML_DIR / "index.html").exists():
         raise SystemExit("i18n: build the English edition first: `jupyter-book build .`")
     before = cached_executions()
-    overrides = dict(GETTEXT_OVERRIDES, language=LANGUAGE, html_title=TITLE,
+    overrides = dict(GETTEXT_OVERRIDES, language=LANGUAGE, html_title=TITLE, author=AUTHOR,
                      locale_dirs=[str(LOCALE_DIR.relative_to(ROOT))],
                      nb_execution_cache_path=str(CACHE_DIR))
     status = _build("html", ZH_HTML_DIR, ROOT / "_build" / ".doctrees-zh_CN", overrides, strict)
@@ -330,7 +333,7 @@ def apply(page: str, blocks: dict[int, str]) -> list[str]:
         if lost := broken_markup(entry.id, text):
             warnings.append(f"=== {number}: lost {lost}")
     with path.open("wb") as handle:
-        pofile.write_po(handle, catalogue, width=100)
+        pofile.write_po(handle, catalogue, width=100, no_location=True)
     return warnings
 
 
