@@ -42,9 +42,10 @@ LOCALE_DIR = ROOT / "book" / "locale"
 CATALOGUES = LOCALE_DIR / LANGUAGE / "LC_MESSAGES"
 HTML_DIR = ROOT / "_build" / "html"
 ZH_HTML_DIR = HTML_DIR / LANGUAGE
-CACHE_DIR = ROOT / "_build" / ".jupyter_cache"
-TITLE = "联邦学习中的剪枝：一门可执行的课程"  # the book's title (_config.yml) in the Chinese edition
-AUTHOR = "prunefl-course 课程作者"  # and its author line (the footer)  # where the English build keeps its executions
+CACHE_DIR = ROOT / "_build" / ".jupyter_cache"  # where the English build keeps its executions
+# The book's title and author line (_config.yml) in the Chinese edition.
+TITLE = "联邦学习中的剪枝：一门可执行的课程"
+AUTHOR = "prunefl-course 课程作者"
 # No "#: path:line" comments: they name the folder of whoever ran extract, so every contributor
 # would rewrite every catalogue.
 GETTEXT_OVERRIDES = {"gettext_compact": False, "gettext_uuid": False,
@@ -55,7 +56,7 @@ MATH = re.compile(r"\$\$.+?\$\$|\$[^$\s](?:[^$]*[^$\s])?\$", re.S)
 LINK_TARGET = re.compile(r"\]\(([^)\s]+)\)")
 GLUE_ROLE = re.compile(r"^\{glue(?::[a-z]+)?\}`([^`]*)`$")
 # A translation is parsed again as Markdown: starting like a list item, heading or quote, it
-# becomes one, and Sphinx then keeps the English ("5. 联邦..." must be written 5, backslash, ". 联邦...").
+# becomes one, and Sphinx then keeps the English (write "5. 联邦..." with a backslash before ".").
 BLOCK_START = re.compile(r"^(\d+[.)]|[-*+]|#{1,6}|>)(\s|$)")
 MAX_SHOWN = 20
 
