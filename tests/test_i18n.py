@@ -158,3 +158,13 @@ def test_the_gate_refuses_a_translation_markdown_would_read_as_another_block(
     pot = _template(tmp_path, "Round")
     problems = i18n.problems_in(pot, po)
     assert bool(problems) is refused and all("escape it" in p for p in problems)
+
+
+def test_a_fuzzy_header_fails_the_gate_and_apply_writes_the_course_header(catalogues, tmp_path):
+    po = catalogues / "book" / "page.po"
+    pot = _template(tmp_path, "Round")
+    assert i18n.problems_in(pot, po) == ["book/page: the catalogue's header is marked fuzzy"]
+    i18n.apply("book/page", {})
+    catalogue = i18n.read_catalogue(po)
+    assert not catalogue.fuzzy and catalogue.project == "prunefl-course"
+    assert i18n.problems_in(pot, po) == []

@@ -101,6 +101,10 @@ def extract() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pot_dir = write_templates(pathlib.Path(tmp) / "gettext")
         basic.update(str(LOCALE_DIR), str(pot_dir), (LANGUAGE,), line_width=100)
+    for path in sorted(CATALOGUES.rglob("*.po")):
+        catalogue = read_catalogue(path)
+        if tidy_header(catalogue):
+            write_catalogue(path, catalogue)
     print(f"i18n: catalogues updated under {CATALOGUES.relative_to(ROOT)}")
 
 
@@ -155,6 +159,36 @@ def page_of(po_path: pathlib.Path) -> str:
     return po_path.relative_to(CATALOGUES).with_suffix("").as_posix()
 
 
+HEADER_COMMENT = ("# Chinese (zh_CN) translation of one page of the course 'Pruning in Federated "
+                  "Learning'.\n# Edit with tools/i18n.py (todo, review, apply) or any .po editor; "
+                  "tools/i18n.py check is the CI gate.")
+
+
+def tidy_header(catalogue) -> bool:
+    """Give a catalogue the course's header, not sphinx-intl's placeholders, and unfuzzy it.
+
+    Returns:
+        True if the header changed (the file needs writing).
+    """
+    before = (catalogue.fuzzy, catalogue.project, catalogue.header_comment)
+    catalogue.fuzzy = False  # a fuzzy header marks the whole file as a draft to gettext tools
+    catalogue.project = "prunefl-course"
+    catalogue.version = ""
+    catalogue.copyright_holder = "the prunefl-course authors"
+    catalogue.last_translator = "the prunefl-course translators"
+    catalogue.language_team = "zh_CN"
+    catalogue.revision_date = catalogue.creation_date  # deterministic: no diff on every run
+    catalogue.header_comment = HEADER_COMMENT
+    return before != (catalogue.fuzzy, catalogue.project, catalogue.header_comment)
+
+
+def write_catalogue(path: pathlib.Path, catalogue) -> None:
+    """Write a catalogue the one way this project does (100 columns, no location comments)."""
+    tidy_header(catalogue)
+    with path.open("wb") as handle:
+        pofile.write_po(handle, catalogue, width=100, no_location=True)
+
+
 def read_catalogue(path: pathlib.Path):
     """One `.po` file as a babel `Catalog`."""
     with path.open("rb") as handle:
@@ -198,7 +232,7 @@ def problems_in(pot_path: pathlib.Path, po_path: pathlib.Path,
     if not po_path.exists():
         return [f"{page}: no catalogue ({po_path.relative_to(ROOT)}); run `tools/i18n.py extract`"]
     catalogue = read_catalogue(po_path)
-    found = []
+    found = [f"{page}: the catalogue's header is marked fuzzy"] if catalogue.fuzzy else []
     for entry in read_catalogue(pot_path):
         if not entry.id:
             continue
@@ -333,8 +367,7 @@ def apply(page: str, blocks: dict[int, str]) -> list[str]:
         entry.previous_id = []
         if lost := broken_markup(entry.id, text):
             warnings.append(f"=== {number}: lost {lost}")
-    with path.open("wb") as handle:
-        pofile.write_po(handle, catalogue, width=100, no_location=True)
+    write_catalogue(path, catalogue)
     return warnings
 
 
