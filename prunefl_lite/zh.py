@@ -4,8 +4,8 @@ A chapter glues numbers (`glue("acc", 95.6)`) and, where a comparison decides th
 phrases ("within noise of", "95.6 % (range 94.7-96.1)"). The Chinese edition renders from the same
 execution as the English one, so a phrase glued in English must also be glued in Chinese. Chapters
 import `glue` from here instead of `myst_nb`: it glues the value under its key and, when the value
-is text with English words, its Chinese twin under `KEY_zh`; the Chinese pages
-(`book/locale/zh_CN/`) cite `{glue:text}`KEY_zh``.
+is text, its Chinese twin under `KEY_zh` (text without English words is its own twin, its number
+lists joined with "、"); the Chinese pages (`book/locale/zh_CN/`) cite `{glue:text}`KEY_zh``.
 
 `chinese(text)` finds the twin in three tables, in this order:
 
