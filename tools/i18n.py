@@ -275,10 +275,10 @@ def cached_executions() -> int:
     from jupyter_cache import get_cache
 
     sys.path.insert(0, str(ROOT / "book" / "_ext"))
-    from course_site import CACHE_STAMP, tree_digest
+    from course_site import CACHE_STAMP, execution_digest
 
     stamp = CACHE_DIR / CACHE_STAMP
-    digest = tree_digest([ROOT / "prunefl_lite", ROOT / "requirements.txt"])
+    digest = execution_digest(ROOT)
     if not stamp.exists() or stamp.read_text() != digest:
         raise SystemExit("i18n: the English build's executions are missing or older than "
                          "prunefl_lite: run `jupyter-book build .` first")

@@ -295,6 +295,11 @@ def tree_digest(paths: list[pathlib.Path]) -> str:
     return digest.hexdigest()
 
 
+def execution_digest(root: pathlib.Path) -> str:
+    """What the cached executions depend on besides the notebooks: the package and the pins."""
+    return tree_digest([root / "prunefl_lite", root / "requirements.txt"])
+
+
 def _on_builder_inited(app) -> None:
     if app.config.nb_execution_mode != "cache":
         return
@@ -303,7 +308,7 @@ def _on_builder_inited(app) -> None:
     cache = pathlib.Path(app.config.nb_execution_cache_path
                          or pathlib.Path(app.outdir).parent / ".jupyter_cache").resolve()
     stamp = cache / CACHE_STAMP
-    digest = tree_digest([root / "prunefl_lite", root / "requirements.txt"])
+    digest = execution_digest(root)
     if stamp.exists() and stamp.read_text() == digest:
         return
     shutil.rmtree(cache, ignore_errors=True)  # jupyter-cache recreates it
